@@ -1,0 +1,638 @@
+//! The one pipeline: (price book, usage, choices, period) → a bill whose every cent is a line.
+//!
+//! The same function prices the public pricing page's estimate, `tally quote`, and the invoice of a closed period,
+//! so an estimate and an invoice for the same inputs cannot disagree. The order (DESIGN.md, "The pipeline"):
+//!
+//! 1. **Charges.** For each product that is quoted, in book order: its line, then its add-ons' lines, each priced
+//!    exactly at the offered quantity and rounded once, half away from zero, to the minor unit.
+//! 2. **Spend limits.** A limited product's group (product + add-ons) is cut to the usage its limit admits after
+//!    the commitment discount; a `spend_limit` line credits the dropped usage. Its rounded amount is chosen so the
+//!    group's lines add up to the exact billable amount rounded once, so rounding can never push a bill past its
+//!    limit.
+//! 3. **Platform add-ons**, each a line at the monthly price, and a `proration` line when added mid-period (the
+//!    prorated price rounded once; the proration line is the difference).
+//! 4. **Subtotal** = Σ rounded lines so far.
+//! 5. **Commitment discount** (estimate view): `−discount × subtotal`, rounded. **Total** = subtotal + discount.
+//! 6. **Prepaid credit** (invoice view, when a credit balance is given, instead of step 5): `−min(balance, total)`.
+//!    **Amount due** = total + credit.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Metered, PlatformAddon, PriceBook};
+use crate::charge::Slice;
+use crate::commitment::{apply_credit, CommitmentTerms};
+use crate::error::{Error, Issue, Result};
+use crate::exact;
+use crate::money::{round_to, Amount, Currency, Rounding};
+use crate::period::BillingPeriod;
+use crate::quantity::Quantity;
+use crate::request::QuoteRequest;
+use crate::spend_limit::{billable_usage, thresholds_reached, LimitState, SpendLimit};
+
+/// A priced bill: a quote of hypothetical usage or an invoice of measured usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bill {
+    /// Currency of every amount.
+    pub currency: Currency,
+    /// Version of the price book used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_book_version: Option<String>,
+    /// The period billed, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<BillingPeriod>,
+    /// Every line, in pipeline order.
+    pub lines: Vec<Line>,
+    /// Σ rounded charge-stage lines (usage, spend limits, platform add-ons, proration): the list price.
+    pub subtotal: Decimal,
+    /// Σ discount lines (zero or negative).
+    pub discount: Decimal,
+    /// `subtotal + discount`: what the period costs.
+    pub total: Decimal,
+    /// Σ prepaid-credit lines (zero or negative).
+    pub credit_applied: Decimal,
+    /// `total + credit_applied`: what remains to be paid.
+    pub amount_due: Decimal,
+    /// The commitment chosen, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitment: Option<CommitmentSummary>,
+    /// One entry per limited product.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spend_limits: Vec<LimitSummary>,
+}
+
+/// One line of a bill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    /// Product, add-on or platform add-on key; for adjustments, the key they adjust (or `commitment`, `credit`).
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// What kind of line this is.
+    pub kind: LineKind,
+    /// The product group the line belongs to (product and add-on lines, and their spend-limit line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// The meter priced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<String>,
+    /// Quantity priced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<Quantity>,
+    /// Unit of the quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The exact amount, never rounded.
+    pub exact_amount: Decimal,
+    /// The billed amount, at the currency's minor unit.
+    pub amount: Decimal,
+    /// How the amount is made: one entry per tier reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<LineTier>,
+    /// An explanation for adjustment lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// What a line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    /// Usage of a product.
+    Product,
+    /// Usage of an add-on.
+    Addon,
+    /// A flat platform add-on.
+    PlatformAddon,
+    /// The unused part of a platform add-on added mid-period (negative).
+    Proration,
+    /// Usage dropped by a spend limit (negative).
+    SpendLimit,
+    /// The commitment discount (negative).
+    CommitmentDiscount,
+    /// Prepaid credit applied (negative).
+    PrepaidCredit,
+}
+
+/// Where a line kind counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// In the subtotal.
+    Charge,
+    /// Between subtotal and total.
+    Discount,
+    /// Between total and amount due.
+    Credit,
+}
+
+impl LineKind {
+    /// Which sum this kind of line belongs to.
+    pub fn stage(self) -> Stage {
+        match self {
+            LineKind::Product
+            | LineKind::Addon
+            | LineKind::PlatformAddon
+            | LineKind::Proration
+            | LineKind::SpendLimit => Stage::Charge,
+            LineKind::CommitmentDiscount => Stage::Discount,
+            LineKind::PrepaidCredit => Stage::Credit,
+        }
+    }
+}
+
+/// One tier's contribution to a line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineTier {
+    /// 1-based tier number.
+    pub tier: usize,
+    /// Exclusive lower bound of the tier.
+    pub from: Decimal,
+    /// Inclusive upper bound, `None` when open-ended.
+    pub up_to: Option<Decimal>,
+    /// Units priced in this tier.
+    pub units: Decimal,
+    /// Price per unit (per package for package pricing).
+    pub unit_amount: Decimal,
+    /// Flat amount for entering the tier.
+    pub flat_amount: Decimal,
+    /// Packages billed (package pricing only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Decimal>,
+    /// Exact amount of the slice.
+    pub exact_amount: Decimal,
+    /// The slice rounded to the minor unit, for display; the line is rounded from its exact total, not from these.
+    pub amount: Decimal,
+}
+
+/// The commitment chosen and what it means for this bill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitmentSummary {
+    /// Face value of the yearly credit.
+    pub yearly_credit: Decimal,
+    /// Discount rate of its bracket.
+    pub discount_rate: Decimal,
+    /// What the credit costs, rounded.
+    pub price: Decimal,
+    /// The credit released each month of the term.
+    pub monthly_release: Vec<Decimal>,
+    /// The month's list price (the subtotal).
+    pub list_total: Decimal,
+    /// The month's cost after the discount.
+    pub effective_total: Decimal,
+    /// How many months the credit covers at this month's list price, rounded down to a tenth (`None` when the
+    /// month costs nothing).
+    pub credit_lasts_months: Option<Decimal>,
+}
+
+/// A product's spend limit and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSummary {
+    /// The product key.
+    pub product: String,
+    /// The limit, whole currency units, after discount.
+    pub limit: Decimal,
+    /// List amount billed for the product and its add-ons, rounded.
+    pub list_amount: Decimal,
+    /// Exact amount after the discount: never more than the limit.
+    pub net_exact_amount: Decimal,
+    /// Whether usage was dropped.
+    pub reached: bool,
+    /// Alert thresholds reached (shares of the limit).
+    pub alerts: Vec<Decimal>,
+    /// Per meter: offered, billable and dropped quantities.
+    pub meters: Vec<MeterAdmission>,
+}
+
+/// What a limit did to one meter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterAdmission {
+    /// The meter.
+    pub meter: String,
+    /// Usage offered.
+    pub offered: Quantity,
+    /// Usage billed.
+    pub billable: Quantity,
+    /// Usage dropped (offered − billable).
+    pub dropped: Quantity,
+}
+
+/// The choices of a request, resolved against the book.
+struct Plan<'b> {
+    optional: Vec<&'b str>,
+    platform: Vec<(&'b PlatformAddon, Option<chrono::DateTime<chrono::Utc>>)>,
+    limits: BTreeMap<&'b str, SpendLimit>,
+    terms: Option<CommitmentTerms>,
+    credit_balance: Option<Decimal>,
+}
+
+/// Prices a request against a price book: the one pipeline behind quotes and invoices.
+///
+/// # Errors
+/// [`Error::InvalidRequest`] listing every problem of the request against the book (unknown meters, add-ons or
+/// products, limits outside the book's rules, a commitment below the minimum, proration without a period);
+/// [`Error::Overflow`] when an amount is too large to compute exactly.
+///
+/// # Examples
+/// ```
+/// use billing_core::{compute, PriceBook, QuoteRequest};
+/// let book = PriceBook::default_book()?;
+/// let bill = compute(&book, &QuoteRequest::from_json(r#"{"usage": {"events": 10000000}}"#)?)?;
+/// assert_eq!(bill.total.to_string(), "324.40");
+/// # Ok::<(), billing_core::Error>(())
+/// ```
+pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
+    let plan = resolve(book, request)?;
+    let currency = book.currency();
+    let net_factor = plan.terms.as_ref().map_or(Decimal::ONE, CommitmentTerms::net_factor);
+    let mut lines = Vec::new();
+    let mut spend_limits = Vec::new();
+
+    for product in book.products() {
+        let key = product.metered.key.as_str();
+        let charges: Vec<&Metered> = product
+            .charges()
+            .filter(|(m, optional)| !optional || plan.optional.contains(&m.key.as_str()))
+            .map(|(m, _)| m)
+            .collect();
+        let quoted = charges.iter().any(|m| request.usage.contains_key(&m.meter))
+            || plan.limits.contains_key(key)
+            || product.addons.iter().any(|a| plan.optional.contains(&a.metered.key.as_str()));
+        if !quoted {
+            continue;
+        }
+        let mut meters: Vec<&str> = Vec::new();
+        for m in &charges {
+            if !meters.contains(&m.meter.as_str()) {
+                meters.push(&m.meter);
+            }
+        }
+        let offered: Vec<Quantity> =
+            meters.iter().map(|m| request.usage.get(*m).copied().unwrap_or(Quantity::ZERO)).collect();
+        let first = lines.len();
+        for (i, m) in charges.iter().enumerate() {
+            let q = offered[meters.iter().position(|x| *x == m.meter).unwrap_or(0)];
+            lines.push(usage_line(
+                currency,
+                key,
+                m,
+                if i == 0 { LineKind::Product } else { LineKind::Addon },
+                q,
+            )?);
+        }
+        if let Some(limit) = plan.limits.get(key) {
+            let group: Vec<(&crate::ChargeModel, usize)> = charges
+                .iter()
+                .map(|m| (&m.charge, meters.iter().position(|x| *x == m.meter).unwrap_or(0)))
+                .collect();
+            let admission = billable_usage(&group, &offered, net_factor, *limit)?;
+            let mut billable_list = Decimal::ZERO;
+            for (charge, m) in &group {
+                billable_list =
+                    exact::add(billable_list, charge.amount(admission.billable[*m])?, "spend limit")?;
+            }
+            if exact::mul(billable_list, net_factor, "spend limit")? > limit.amount() {
+                // Even zero usage (a first tier's flat amount) costs more than the limit: bill the limit itself.
+                let cap = limit
+                    .amount()
+                    .checked_div(net_factor)
+                    .ok_or(Error::Overflow { context: "spend limit" })?;
+                billable_list = round_to(cap, currency.exponent(), Rounding::Down);
+            }
+            let offered_list = exact::sum(lines[first..].iter().map(|l| l.exact_amount), "spend limit")?;
+            let rounded_group = exact::sum(lines[first..].iter().map(|l| l.amount), "spend limit")?;
+            let billed = currency.round(billable_list, Rounding::HalfAwayFromZero);
+            let over = exact::mul(rounded_group, net_factor, "spend limit")? > limit.amount();
+            if admission.reached || over {
+                lines.push(Line {
+                    key: key.to_owned(),
+                    name: format!("{} spend limit", product.metered.name),
+                    kind: LineKind::SpendLimit,
+                    product: Some(key.to_owned()),
+                    meter: None,
+                    quantity: None,
+                    unit: None,
+                    exact_amount: exact::sub(billable_list, offered_list, "spend limit")?,
+                    amount: exact::sub(billed, rounded_group, "spend limit")?,
+                    tiers: Vec::new(),
+                    note: Some(format!(
+                        "limit {} {}: usage past it is dropped, not billed",
+                        limit.amount(),
+                        currency
+                    )),
+                });
+            }
+            let net_exact = exact::mul(billable_list, net_factor, "spend limit")?;
+            spend_limits.push(LimitSummary {
+                product: key.to_owned(),
+                limit: limit.amount(),
+                list_amount: billed,
+                net_exact_amount: net_exact,
+                reached: admission.reached,
+                alerts: thresholds_reached(
+                    &book.spend_limits().alert_thresholds,
+                    *limit,
+                    LimitState { net_amount: net_exact, dropping: admission.reached },
+                ),
+                meters: meters
+                    .iter()
+                    .zip(offered.iter().zip(&admission.billable))
+                    .map(|(meter, (o, b))| {
+                        Ok(MeterAdmission {
+                            meter: (*meter).to_owned(),
+                            offered: *o,
+                            billable: *b,
+                            dropped: Quantity::new(o.value() - b.value())
+                                .map_err(|_| Error::Overflow { context: "dropped usage" })?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            });
+        }
+    }
+
+    for (addon, from) in &plan.platform {
+        let full = Amount::round(currency, addon.monthly_price);
+        lines.push(Line {
+            key: addon.key.clone(),
+            name: addon.name.clone(),
+            kind: LineKind::PlatformAddon,
+            product: None,
+            meter: None,
+            quantity: None,
+            unit: None,
+            exact_amount: full.exact,
+            amount: full.rounded,
+            tiers: Vec::new(),
+            note: None,
+        });
+        if let (Some(from), Some(period)) = (from, request.period) {
+            let proration = period.remaining_from(*from).map_err(|m| request_issue("addons", m))?;
+            if !proration.is_full() {
+                let prorated = Amount::round(currency, proration.apply(addon.monthly_price)?);
+                lines.push(Line {
+                    key: addon.key.clone(),
+                    name: format!("{} proration", addon.name),
+                    kind: LineKind::Proration,
+                    product: None,
+                    meter: None,
+                    quantity: None,
+                    unit: None,
+                    exact_amount: exact::sub(prorated.exact, full.exact, "proration")?,
+                    amount: exact::sub(prorated.rounded, full.rounded, "proration")?,
+                    tiers: Vec::new(),
+                    note: Some(format!(
+                        "added {from}: billed for {} of the period's {} seconds",
+                        proration.seconds, proration.of
+                    )),
+                });
+            }
+        }
+    }
+
+    let subtotal = stage_sum(&lines, Stage::Charge)?;
+    if let (Some(terms), None) = (&plan.terms, plan.credit_balance) {
+        let discount = Amount::round(currency, -exact::mul(terms.discount, subtotal, "commitment discount")?);
+        lines.push(Line {
+            key: "commitment".to_owned(),
+            name: "Commitment discount".to_owned(),
+            kind: LineKind::CommitmentDiscount,
+            product: None,
+            meter: None,
+            quantity: None,
+            unit: None,
+            exact_amount: discount.exact,
+            amount: discount.rounded,
+            tiers: Vec::new(),
+            note: Some(format!(
+                "{} off the list price for a yearly credit of {}",
+                terms.discount, terms.yearly_credit
+            )),
+        });
+    }
+    let discount = stage_sum(&lines, Stage::Discount)?;
+    let total = exact::add(subtotal, discount, "total")?;
+    if let Some(balance) = plan.credit_balance {
+        let applied = apply_credit(total, balance).applied;
+        let amount = currency.round(-applied, Rounding::HalfAwayFromZero);
+        lines.push(Line {
+            key: "credit".to_owned(),
+            name: "Prepaid credit".to_owned(),
+            kind: LineKind::PrepaidCredit,
+            product: None,
+            meter: None,
+            quantity: None,
+            unit: None,
+            exact_amount: -applied,
+            amount,
+            tiers: Vec::new(),
+            note: Some(format!("paid from a credit balance of {balance}")),
+        });
+    }
+    let credit_applied = stage_sum(&lines, Stage::Credit)?;
+    let amount_due = exact::add(total, credit_applied, "amount due")?;
+    let commitment = match plan.terms {
+        Some(terms) => Some(CommitmentSummary {
+            effective_total: currency.round(
+                exact::mul(subtotal, terms.net_factor(), "effective total")?,
+                Rounding::HalfAwayFromZero,
+            ),
+            credit_lasts_months: (subtotal > Decimal::ZERO)
+                .then(|| {
+                    let tenths = exact::div_floor(
+                        exact::mul(terms.yearly_credit, Decimal::TEN, "credit duration")?,
+                        subtotal,
+                        "credit duration",
+                    )?;
+                    Ok::<_, Error>(tenths / Decimal::TEN)
+                })
+                .transpose()?,
+            yearly_credit: terms.yearly_credit,
+            discount_rate: terms.discount,
+            price: terms.price,
+            monthly_release: terms.monthly_release,
+            list_total: subtotal,
+        }),
+        None => None,
+    };
+    let pad = |d: Decimal| round_to(d, currency.exponent(), Rounding::HalfAwayFromZero);
+    Ok(Bill {
+        currency,
+        price_book_version: book.version().map(str::to_owned),
+        period: request.period,
+        lines,
+        subtotal: pad(subtotal),
+        discount: pad(discount),
+        total: pad(total),
+        credit_applied: pad(credit_applied),
+        amount_due: pad(amount_due),
+        commitment,
+        spend_limits,
+    })
+}
+
+fn stage_sum(lines: &[Line], stage: Stage) -> Result<Decimal> {
+    exact::sum(lines.iter().filter(|l| l.kind.stage() == stage).map(|l| l.amount), "subtotal")
+}
+
+fn request_issue(path: &str, message: String) -> Error {
+    Error::InvalidRequest(vec![Issue::new(path, message)])
+}
+
+fn usage_line(currency: Currency, product: &str, m: &Metered, kind: LineKind, q: Quantity) -> Result<Line> {
+    let breakdown = m.charge.price(q)?;
+    let amount = Amount::round(currency, breakdown.exact);
+    Ok(Line {
+        key: m.key.clone(),
+        name: m.name.clone(),
+        kind,
+        product: Some(product.to_owned()),
+        meter: Some(m.meter.clone()),
+        quantity: Some(q),
+        unit: Some(m.unit.clone()),
+        exact_amount: amount.exact,
+        amount: amount.rounded,
+        tiers: breakdown.slices.iter().map(|s| line_tier(currency, s)).collect(),
+        note: None,
+    })
+}
+
+fn line_tier(currency: Currency, s: &Slice) -> LineTier {
+    LineTier {
+        tier: s.tier,
+        from: s.from,
+        up_to: s.up_to,
+        units: s.units,
+        unit_amount: s.unit_amount,
+        flat_amount: s.flat_amount,
+        packages: s.packages,
+        exact_amount: s.exact,
+        amount: currency.round(s.exact, Rounding::HalfAwayFromZero),
+    }
+}
+
+/// Checks a request against the book, collecting every problem.
+fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> {
+    let mut issues = Vec::new();
+    for meter in request.usage.keys() {
+        if !book.has_meter(meter) {
+            issues.push(Issue::new(
+                format!("usage.{meter}"),
+                format!("no product or add-on is metered by `{meter}`"),
+            ));
+        }
+    }
+    let mut plan = Plan {
+        optional: Vec::new(),
+        platform: Vec::new(),
+        limits: BTreeMap::new(),
+        terms: None,
+        credit_balance: None,
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, choice) in request.addons.iter().enumerate() {
+        let path = format!("addons[{i}]");
+        let key = choice.key();
+        if seen.contains(&key) {
+            issues.push(Issue::new(&path, format!("`{key}` is chosen twice")));
+            continue;
+        }
+        seen.push(key);
+        let addon = book.products().iter().flat_map(|p| &p.addons).find(|a| a.metered.key == key);
+        let platform = book.platform_addons().iter().find(|a| a.key == key);
+        match (addon, platform) {
+            (Some(a), _) if !a.optional => issues.push(Issue::new(
+                &path,
+                format!(
+                    "`{key}` is not optional: it is billed with its product whenever that product is used"
+                ),
+            )),
+            (Some(a), _) => {
+                if choice.from().is_some() {
+                    issues.push(Issue::new(
+                        &path,
+                        "only platform add-ons are prorated; metered add-ons bill usage",
+                    ));
+                }
+                plan.optional.push(&a.metered.key);
+            }
+            (None, Some(p)) => {
+                if let Some(from) = choice.from() {
+                    match request.period {
+                        None => {
+                            issues.push(Issue::new(format!("{path}.from"), "needs the request's `period`"))
+                        }
+                        Some(period) if !period.contains(from) => issues.push(Issue::new(
+                            format!("{path}.from"),
+                            format!("{from} is outside the period [{}, {})", period.start(), period.end()),
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                plan.platform.push((p, choice.from()));
+            }
+            (None, None) => {
+                let optional: Vec<&str> = book
+                    .products()
+                    .iter()
+                    .flat_map(|p| &p.addons)
+                    .filter(|a| a.optional)
+                    .map(|a| a.metered.key.as_str())
+                    .chain(book.platform_addons().iter().map(|a| a.key.as_str()))
+                    .collect();
+                issues.push(Issue::new(
+                    &path,
+                    format!("unknown add-on `{key}` (choose from: {})", optional.join(", ")),
+                ));
+            }
+        }
+    }
+    // Platform add-ons are billed in book order, whatever the order of the request.
+    plan.platform.sort_by_key(|(p, _)| book.platform_addons().iter().position(|x| x.key == p.key));
+    for (product, amount) in &request.limits {
+        let path = format!("limits.{product}");
+        match book.product(product) {
+            None => issues.push(Issue::new(&path, format!("no product `{product}` in the price book"))),
+            Some(p) => match SpendLimit::new(amount.0, book.spend_limits()) {
+                Ok(limit) => {
+                    plan.limits.insert(&p.metered.key, limit);
+                }
+                Err(m) => issues.push(Issue::new(&path, m)),
+            },
+        }
+    }
+    if let Some(choice) = &request.commitment {
+        match book.commitment() {
+            None => issues.push(Issue::new("commitment", "this price book offers no commitment")),
+            Some(offer) => match CommitmentTerms::select(offer, book.currency(), choice.yearly_credit.0) {
+                Ok(terms) => plan.terms = Some(terms),
+                Err(m) => issues.push(Issue::new("commitment.yearly_credit", m)),
+            },
+        }
+    }
+    if let Some(balance) = request.credit_balance {
+        let b = balance.0;
+        if b.is_sign_negative() && !b.is_zero() {
+            issues.push(Issue::new("credit_balance", "must not be negative"));
+        } else if book.currency().round(b, Rounding::HalfAwayFromZero) != b {
+            issues.push(Issue::new(
+                "credit_balance",
+                format!("must be whole minor units of {}", book.currency()),
+            ));
+        } else {
+            plan.credit_balance = Some(b);
+        }
+    }
+    if issues.is_empty() {
+        Ok(plan)
+    } else {
+        Err(Error::InvalidRequest(issues))
+    }
+}

@@ -1,0 +1,822 @@
+//! What is sold: the price book, parsed from JSON and validated once.
+//!
+//! The wire format (documented in the README) is read into private `Wire*` structs that reject unknown fields,
+//! then validated into [`PriceBook`], collecting *every* problem with its JSON path. After that, the rest of the
+//! crate works only with validated types. A price book serializes back to the same wire format, in canonical form
+//! (amounts in major units, tiers explicit), and parses back to an equal book.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::charge::{ChargeModel, Package, PackageRounding, Tier, TierSchedule};
+use crate::error::{Error, Issue, Result};
+use crate::money::Currency;
+use crate::quantity::Quantity;
+use crate::wire::{Num, UpTo};
+
+/// The price book tally ships with: the public price list of a product-analytics platform (14 metered products,
+/// 6 metered add-ons, 3 flat platform add-ons, commitment brackets, spend-limit rules).
+pub const DEFAULT_PRICE_BOOK_JSON: &str = include_str!("../price-books/default.json");
+
+/// A validated, versioned price list in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceBook {
+    currency: Currency,
+    version: Option<String>,
+    effective_from: Option<DateTime<Utc>>,
+    description: Option<String>,
+    products: Vec<Product>,
+    platform_addons: Vec<PlatformAddon>,
+    commitment: Option<CommitmentOffer>,
+    spend_limits: SpendLimitRules,
+}
+
+/// A metered product and the add-ons billed beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    /// What is metered and how it is priced.
+    pub metered: Metered,
+    /// Add-ons charged on their own meters, in book order.
+    pub addons: Vec<Addon>,
+}
+
+/// An add-on of a product, billed on its own meter in addition to the product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addon {
+    /// What is metered and how it is priced.
+    pub metered: Metered,
+    /// Optional add-ons are billed only when chosen; the others whenever their product is.
+    pub optional: bool,
+}
+
+/// The common part of products and add-ons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metered {
+    /// Stable identifier (`product_analytics`).
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// Singular unit name (`event`).
+    pub unit: String,
+    /// The meter whose quantity is priced (`events`).
+    pub meter: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// How a quantity is priced.
+    pub charge: ChargeModel,
+}
+
+/// A flat monthly add-on of the whole platform, prorated by the second when added mid-period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformAddon {
+    /// Stable identifier (`boost`).
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Price of a whole period.
+    pub monthly_price: Decimal,
+}
+
+/// The self-selected commitment on offer: a yearly prepaid credit whose size picks a discount bracket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitmentOffer {
+    /// The smallest yearly credit accepted.
+    pub minimum_credit: Decimal,
+    /// Brackets by credit, strictly increasing.
+    pub brackets: Vec<Bracket>,
+    /// Months over which the credit is released (and after which it expires).
+    pub term_months: u32,
+}
+
+/// One commitment bracket: a credit of at least `credit_from` earns `discount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bracket {
+    /// Smallest credit of the bracket.
+    pub credit_from: Decimal,
+    /// Discount rate, `0 ≤ discount < 1`.
+    pub discount: Decimal,
+}
+
+/// What a customer may set as a per-product spend limit, and when they are warned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendLimitRules {
+    /// Smallest limit, whole currency units.
+    pub min: Decimal,
+    /// Largest limit, whole currency units; `None` for no maximum.
+    pub max: Option<Decimal>,
+    /// Shares of the limit at which alerts are sent, strictly increasing, in `(0, 1]`.
+    pub alert_thresholds: Vec<Decimal>,
+}
+
+impl Default for SpendLimitRules {
+    fn default() -> Self {
+        SpendLimitRules {
+            min: Decimal::ZERO,
+            max: None,
+            alert_thresholds: vec![Decimal::new(8, 1), Decimal::ONE],
+        }
+    }
+}
+
+impl PriceBook {
+    /// Parses and validates a price book from JSON text.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPriceBook`] with every problem found, each with its JSON path. A document that is not JSON
+    /// of the right shape (a syntax error, a wrong type, an unknown field) yields one issue, at the first such
+    /// problem.
+    ///
+    /// # Examples
+    /// ```
+    /// use billing_core::PriceBook;
+    /// let book = PriceBook::from_json(r#"{"currency": "EUR", "products": [
+    ///     {"key": "api", "name": "API", "unit": "request", "meter": "requests", "unit_amount": "0.001"}]}"#)?;
+    /// assert_eq!(book.products().len(), 1);
+    /// assert!(PriceBook::from_json(r#"{"currency": "EUR", "products": [], "colour": "red"}"#).is_err());
+    /// # Ok::<(), billing_core::Error>(())
+    /// ```
+    pub fn from_json(text: &str) -> Result<PriceBook> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let wire: WireBook = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            Error::InvalidPriceBook(vec![Issue::new(
+                e.path().to_string().trim_start_matches('.'),
+                e.inner().to_string(),
+            )])
+        })?;
+        wire.validate().map_err(Error::InvalidPriceBook)
+    }
+
+    /// The price book tally ships with ([`DEFAULT_PRICE_BOOK_JSON`]).
+    ///
+    /// # Errors
+    /// Never in practice: a test guards that the shipped book is valid.
+    pub fn default_book() -> Result<PriceBook> {
+        PriceBook::from_json(DEFAULT_PRICE_BOOK_JSON)
+    }
+
+    /// The currency of every amount in the book.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// The version label, if any.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// When this version takes effect; an invoice uses the version in force at the start of its period.
+    pub fn effective_from(&self) -> Option<DateTime<Utc>> {
+        self.effective_from
+    }
+
+    /// Metered products, in book order.
+    pub fn products(&self) -> &[Product] {
+        &self.products
+    }
+
+    /// Flat platform add-ons.
+    pub fn platform_addons(&self) -> &[PlatformAddon] {
+        &self.platform_addons
+    }
+
+    /// The commitment on offer, if any.
+    pub fn commitment(&self) -> Option<&CommitmentOffer> {
+        self.commitment.as_ref()
+    }
+
+    /// Spend-limit rules.
+    pub fn spend_limits(&self) -> &SpendLimitRules {
+        &self.spend_limits
+    }
+
+    /// A product by key.
+    pub fn product(&self, key: &str) -> Option<&Product> {
+        self.products.iter().find(|p| p.metered.key == key)
+    }
+
+    /// Whether some product or add-on is metered by `meter`.
+    pub fn has_meter(&self, meter: &str) -> bool {
+        self.products
+            .iter()
+            .any(|p| p.metered.meter == meter || p.addons.iter().any(|a| a.metered.meter == meter))
+    }
+
+    /// The version of `books` in force at `at`: the latest `effective_from` not after `at` (a book without one is
+    /// in force from the beginning of time).
+    pub fn in_force_at(books: &[PriceBook], at: DateTime<Utc>) -> Option<&PriceBook> {
+        books
+            .iter()
+            .filter(|b| b.effective_from.is_none_or(|from| from <= at))
+            .max_by_key(|b| b.effective_from)
+    }
+}
+
+impl Product {
+    /// The product's own line followed by its add-ons, as `(metered, optional)` pairs.
+    pub fn charges(&self) -> impl Iterator<Item = (&Metered, bool)> + '_ {
+        std::iter::once((&self.metered, false)).chain(self.addons.iter().map(|a| (&a.metered, a.optional)))
+    }
+}
+
+impl CommitmentOffer {
+    /// The bracket a yearly credit falls in: the last whose `credit_from ≤ credit`.
+    pub fn bracket_for(&self, credit: Decimal) -> Option<&Bracket> {
+        self.brackets.iter().rev().find(|b| b.credit_from <= credit)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Wire format.
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireBook {
+    currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    effective_from: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    products: Vec<WireCharge>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    platform_addons: Vec<WirePlatformAddon>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    commitment: Option<WireCommitment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spend_limits: Option<WireSpendLimits>,
+}
+
+/// A product or an add-on (they share fields; `addons` is for products, `optional` for add-ons).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireCharge {
+    key: String,
+    name: String,
+    unit: String,
+    meter: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tiers_mode: Option<TiersMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tiers: Option<Vec<WireTier>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unit_amount: Option<Num>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unit_amount_decimal: Option<Num>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    package: Option<WirePackage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    optional: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    addons: Option<Vec<WireCharge>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TiersMode {
+    Graduated,
+    Volume,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireTier {
+    up_to: UpTo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unit_amount: Option<Num>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unit_amount_decimal: Option<Num>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flat_amount: Option<Num>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flat_amount_decimal: Option<Num>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WirePackage {
+    size: Num,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    amount: Option<Num>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    amount_decimal: Option<Num>,
+    #[serde(default = "default_round")]
+    round: PackageRounding,
+}
+
+fn default_round() -> PackageRounding {
+    PackageRounding::Up
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WirePlatformAddon {
+    key: String,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    monthly_price: Num,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireCommitment {
+    minimum_credit: Num,
+    brackets: Vec<WireBracket>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    term_months: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireBracket {
+    credit_from: Num,
+    discount: Num,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireSpendLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min: Option<Num>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max: Option<Num>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alert_thresholds: Option<Vec<Num>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.normalize())
+    }
+}
+
+impl Serialize for UpTo {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_none(),
+            Some(d) => match u64::try_from(d.normalize()) {
+                Ok(whole) if d.fract().is_zero() => s.serialize_u64(whole),
+                _ => s.collect_str(&d.normalize()),
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Validation.
+
+/// Collects issues under a path prefix.
+struct Issues(Vec<Issue>);
+
+impl Issues {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Issue::new(path, message));
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' || c == '.')
+}
+
+impl WireBook {
+    fn validate(self) -> std::result::Result<PriceBook, Vec<Issue>> {
+        let mut issues = Issues(Vec::new());
+        let currency = match Currency::from_code(&self.currency) {
+            Ok(c) => Some(c),
+            Err(m) => {
+                issues.push("currency", m);
+                None
+            }
+        };
+        let exponent = currency.map_or(2, Currency::exponent);
+        if self.products.is_empty() {
+            issues.push("products", "must list at least one product");
+        }
+        let mut keys: Vec<(String, String)> = Vec::new();
+        let mut products = Vec::with_capacity(self.products.len());
+        for (i, p) in self.products.into_iter().enumerate() {
+            let path = format!("products[{i}]");
+            if p.optional.is_some() {
+                issues.push(format!("{path}.optional"), "only add-ons can be optional");
+            }
+            let mut addons = Vec::new();
+            for (j, a) in p.addons.iter().flatten().enumerate() {
+                let apath = format!("{path}.addons[{j}]");
+                if a.addons.is_some() {
+                    issues.push(format!("{apath}.addons"), "add-ons cannot have add-ons");
+                }
+                if let Some(metered) = a.to_metered(&apath, exponent, &mut keys, &mut issues) {
+                    addons.push(Addon { metered, optional: a.optional.unwrap_or(false) });
+                }
+            }
+            if let Some(metered) = p.to_metered(&path, exponent, &mut keys, &mut issues) {
+                products.push(Product { metered, addons });
+            }
+        }
+        let mut platform_addons = Vec::new();
+        for (i, a) in self.platform_addons.into_iter().enumerate() {
+            let path = format!("platform_addons[{i}]");
+            check_key(&a.key, &path, &mut keys, &mut issues);
+            if a.name.trim().is_empty() {
+                issues.push(format!("{path}.name"), "must not be empty");
+            }
+            let price = a.monthly_price.0;
+            check_amount(price, &format!("{path}.monthly_price"), &mut issues);
+            platform_addons.push(PlatformAddon {
+                key: a.key,
+                name: a.name,
+                description: a.description,
+                monthly_price: price,
+            });
+        }
+        let commitment = self.commitment.map(|c| c.validate(&mut issues));
+        let spend_limits =
+            self.spend_limits.map_or_else(SpendLimitRules::default, |s| s.validate(&mut issues));
+        if let Some(v) = &self.version {
+            if v.trim().is_empty() {
+                issues.push("version", "must not be empty when given");
+            }
+        }
+        match currency {
+            Some(currency) if issues.0.is_empty() => Ok(PriceBook {
+                currency,
+                version: self.version,
+                effective_from: self.effective_from,
+                description: self.description,
+                products,
+                platform_addons,
+                commitment,
+                spend_limits,
+            }),
+            _ => Err(issues.0),
+        }
+    }
+}
+
+fn check_key(key: &str, path: &str, keys: &mut Vec<(String, String)>, issues: &mut Issues) {
+    if !is_identifier(key) {
+        issues.push(
+            format!("{path}.key"),
+            format!("`{key}` must be 1–64 characters of a-z, 0-9, `_`, `-` or `.`"),
+        );
+    } else if let Some((_, first)) = keys.iter().find(|(k, _)| k == key) {
+        issues.push(format!("{path}.key"), format!("`{key}` is already used by {first}"));
+    } else {
+        keys.push((key.to_owned(), path.to_owned()));
+    }
+}
+
+fn check_amount(amount: Decimal, path: &str, issues: &mut Issues) {
+    if amount.is_sign_negative() && !amount.is_zero() {
+        issues.push(path, "must not be negative");
+    }
+}
+
+/// Exactly one of a major-unit field and its Stripe minor-unit twin (`unit_amount` / `unit_amount_decimal`).
+/// Returns the amount in major units, `None` when neither is given.
+fn major_or_minor(
+    major: Option<&Num>,
+    minor: Option<&Num>,
+    names: (&str, &str),
+    path: &str,
+    exponent: u32,
+    issues: &mut Issues,
+) -> Option<Decimal> {
+    match (major, minor) {
+        (Some(_), Some(_)) => {
+            issues.push(
+                format!("{path}.{}", names.0),
+                format!("give either {} or {}, not both", names.0, names.1),
+            );
+            None
+        }
+        (Some(m), None) => Some(m.0),
+        (None, Some(minor)) => {
+            // Minor units (cents) to major units: a shift of the decimal point, exact.
+            let mut v = minor.0;
+            if v.scale() + exponent > 28 {
+                issues.push(format!("{path}.{}", names.1), "has too many decimal places");
+                return None;
+            }
+            v.set_scale(v.scale() + exponent).ok()?;
+            Some(v)
+        }
+        (None, None) => None,
+    }
+}
+
+impl WireCharge {
+    fn to_metered(
+        &self,
+        path: &str,
+        exponent: u32,
+        keys: &mut Vec<(String, String)>,
+        issues: &mut Issues,
+    ) -> Option<Metered> {
+        let before = issues.0.len();
+        check_key(&self.key, path, keys, issues);
+        if self.name.trim().is_empty() {
+            issues.push(format!("{path}.name"), "must not be empty");
+        }
+        if self.unit.trim().is_empty() {
+            issues.push(format!("{path}.unit"), "must not be empty");
+        }
+        if !is_identifier(&self.meter) {
+            issues.push(
+                format!("{path}.meter"),
+                format!("`{}` must be 1–64 characters of a-z, 0-9, `_`, `-` or `.`", self.meter),
+            );
+        }
+        let charge = self.charge_model(path, exponent, issues);
+        (issues.0.len() == before).then_some(()).and(charge).map(|charge| Metered {
+            key: self.key.clone(),
+            name: self.name.clone(),
+            unit: self.unit.clone(),
+            meter: self.meter.clone(),
+            description: self.description.clone(),
+            charge,
+        })
+    }
+
+    fn charge_model(&self, path: &str, exponent: u32, issues: &mut Issues) -> Option<ChargeModel> {
+        let given = [
+            self.tiers.is_some(),
+            self.unit_amount.is_some() || self.unit_amount_decimal.is_some(),
+            self.package.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            issues.push(
+                path,
+                "must have exactly one price: `tiers`, `unit_amount` (or `unit_amount_decimal`) or `package`",
+            );
+            return None;
+        }
+        if self.tiers_mode.is_some() && self.tiers.is_none() {
+            issues.push(format!("{path}.tiers_mode"), "only applies with `tiers`");
+        }
+        if let Some(tiers) = &self.tiers {
+            let mut parsed = Vec::with_capacity(tiers.len());
+            for (i, t) in tiers.iter().enumerate() {
+                let tpath = format!("{path}.tiers[{i}]");
+                let unit = major_or_minor(
+                    t.unit_amount.as_ref(),
+                    t.unit_amount_decimal.as_ref(),
+                    ("unit_amount", "unit_amount_decimal"),
+                    &tpath,
+                    exponent,
+                    issues,
+                );
+                let flat = major_or_minor(
+                    t.flat_amount.as_ref(),
+                    t.flat_amount_decimal.as_ref(),
+                    ("flat_amount", "flat_amount_decimal"),
+                    &tpath,
+                    exponent,
+                    issues,
+                );
+                if unit.is_none()
+                    && flat.is_none()
+                    && t.unit_amount.is_none()
+                    && t.unit_amount_decimal.is_none()
+                {
+                    issues.push(&tpath, "must have a unit amount or a flat amount");
+                }
+                parsed.push(Tier {
+                    up_to: t.up_to.0,
+                    unit_amount: unit.unwrap_or(Decimal::ZERO),
+                    flat_amount: flat.unwrap_or(Decimal::ZERO),
+                });
+            }
+            return match TierSchedule::new(parsed) {
+                Ok(schedule) => Some(match self.tiers_mode.unwrap_or(TiersMode::Graduated) {
+                    TiersMode::Graduated => ChargeModel::Graduated(schedule),
+                    TiersMode::Volume => ChargeModel::Volume(schedule),
+                }),
+                Err(found) => {
+                    for issue in found {
+                        issues.push(format!("{path}.tiers{}", issue.path), issue.message);
+                    }
+                    None
+                }
+            };
+        }
+        if let Some(p) = &self.package {
+            let ppath = format!("{path}.package");
+            let amount = major_or_minor(
+                p.amount.as_ref(),
+                p.amount_decimal.as_ref(),
+                ("amount", "amount_decimal"),
+                &ppath,
+                exponent,
+                issues,
+            );
+            let Some(amount) = amount else {
+                issues.push(&ppath, "must have an `amount` (or `amount_decimal`)");
+                return None;
+            };
+            check_amount(amount, &format!("{ppath}.amount"), issues);
+            let size = p.size.0;
+            if size <= Decimal::ZERO {
+                issues.push(format!("{ppath}.size"), "must be greater than 0");
+            } else if let Err(m) = Quantity::new(size) {
+                issues.push(format!("{ppath}.size"), m);
+            }
+            return Some(ChargeModel::Package(Package { size, amount, round: p.round }));
+        }
+        let unit = major_or_minor(
+            self.unit_amount.as_ref(),
+            self.unit_amount_decimal.as_ref(),
+            ("unit_amount", "unit_amount_decimal"),
+            path,
+            exponent,
+            issues,
+        )?;
+        check_amount(unit, &format!("{path}.unit_amount"), issues);
+        Some(ChargeModel::PerUnit { unit_amount: unit })
+    }
+}
+
+impl WireCommitment {
+    fn validate(self, issues: &mut Issues) -> CommitmentOffer {
+        let minimum_credit = self.minimum_credit.0;
+        if minimum_credit <= Decimal::ZERO {
+            issues.push("commitment.minimum_credit", "must be greater than 0");
+        }
+        if self.brackets.is_empty() {
+            issues.push("commitment.brackets", "must list at least one bracket");
+        }
+        let mut brackets = Vec::with_capacity(self.brackets.len());
+        for (i, b) in self.brackets.iter().enumerate() {
+            let path = format!("commitment.brackets[{i}]");
+            if b.discount.0.is_sign_negative() || b.discount.0 >= Decimal::ONE {
+                issues
+                    .push(format!("{path}.discount"), "must be at least 0 and less than 1 (0.10 means 10 %)");
+            }
+            if let Some(prev) = brackets.last().map(|p: &Bracket| p.credit_from) {
+                if b.credit_from.0 <= prev {
+                    issues.push(
+                        format!("{path}.credit_from"),
+                        format!("must be greater than the previous bracket's credit_from ({prev})"),
+                    );
+                }
+            }
+            brackets.push(Bracket { credit_from: b.credit_from.0, discount: b.discount.0 });
+        }
+        let term_months = self.term_months.unwrap_or(12);
+        if !(1..=120).contains(&term_months) {
+            issues.push("commitment.term_months", "must be between 1 and 120");
+        }
+        CommitmentOffer { minimum_credit, brackets, term_months }
+    }
+}
+
+impl WireSpendLimits {
+    fn validate(self, issues: &mut Issues) -> SpendLimitRules {
+        let defaults = SpendLimitRules::default();
+        let min = self.min.map_or(defaults.min, |n| n.0);
+        let max = self.max.map(|n| n.0);
+        if min.is_sign_negative() && !min.is_zero() || !min.fract().is_zero() {
+            issues.push("spend_limits.min", "must be a whole, non-negative amount");
+        }
+        if let Some(max) = max {
+            if max < min || !max.fract().is_zero() {
+                issues.push("spend_limits.max", "must be a whole amount not below `min`");
+            }
+        }
+        let alert_thresholds: Vec<Decimal> =
+            self.alert_thresholds.map_or(defaults.alert_thresholds, |t| t.into_iter().map(|n| n.0).collect());
+        for (i, t) in alert_thresholds.iter().enumerate() {
+            if *t <= Decimal::ZERO || *t > Decimal::ONE {
+                issues.push(
+                    format!("spend_limits.alert_thresholds[{i}]"),
+                    "must be greater than 0 and at most 1",
+                );
+            } else if i > 0 && *t <= alert_thresholds[i - 1] {
+                issues.push(
+                    format!("spend_limits.alert_thresholds[{i}]"),
+                    "thresholds must be strictly increasing",
+                );
+            }
+        }
+        SpendLimitRules { min, max, alert_thresholds }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Back to the wire, in canonical form.
+
+impl Serialize for PriceBook {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_wire().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PriceBook {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let wire = WireBook::deserialize(d)?;
+        wire.validate().map_err(|issues| serde::de::Error::custom(Error::InvalidPriceBook(issues)))
+    }
+}
+
+impl PriceBook {
+    fn to_wire(&self) -> WireBook {
+        WireBook {
+            currency: self.currency.code().to_owned(),
+            version: self.version.clone(),
+            effective_from: self.effective_from,
+            description: self.description.clone(),
+            products: self
+                .products
+                .iter()
+                .map(|p| WireCharge {
+                    addons: (!p.addons.is_empty()).then(|| {
+                        p.addons
+                            .iter()
+                            .map(|a| WireCharge { optional: Some(a.optional), ..a.metered.to_wire() })
+                            .collect()
+                    }),
+                    ..p.metered.to_wire()
+                })
+                .collect(),
+            platform_addons: self
+                .platform_addons
+                .iter()
+                .map(|a| WirePlatformAddon {
+                    key: a.key.clone(),
+                    name: a.name.clone(),
+                    description: a.description.clone(),
+                    monthly_price: Num(a.monthly_price),
+                })
+                .collect(),
+            commitment: self.commitment.as_ref().map(|c| WireCommitment {
+                minimum_credit: Num(c.minimum_credit),
+                brackets: c
+                    .brackets
+                    .iter()
+                    .map(|b| WireBracket { credit_from: Num(b.credit_from), discount: Num(b.discount) })
+                    .collect(),
+                term_months: Some(c.term_months),
+                description: None,
+            }),
+            spend_limits: Some(WireSpendLimits {
+                min: Some(Num(self.spend_limits.min)),
+                max: self.spend_limits.max.map(Num),
+                alert_thresholds: Some(self.spend_limits.alert_thresholds.iter().copied().map(Num).collect()),
+                description: None,
+            }),
+        }
+    }
+}
+
+impl Metered {
+    fn to_wire(&self) -> WireCharge {
+        let mut w = WireCharge {
+            key: self.key.clone(),
+            name: self.name.clone(),
+            unit: self.unit.clone(),
+            meter: self.meter.clone(),
+            description: self.description.clone(),
+            ..WireCharge::default()
+        };
+        let tiers = |t: &TierSchedule| {
+            t.tiers()
+                .map(|t| WireTier {
+                    up_to: UpTo(t.up_to),
+                    unit_amount: Some(Num(t.unit_amount)),
+                    unit_amount_decimal: None,
+                    flat_amount: (!t.flat_amount.is_zero()).then_some(Num(t.flat_amount)),
+                    flat_amount_decimal: None,
+                })
+                .collect()
+        };
+        match &self.charge {
+            ChargeModel::PerUnit { unit_amount } => w.unit_amount = Some(Num(*unit_amount)),
+            ChargeModel::Graduated(t) => w.tiers = Some(tiers(t)),
+            ChargeModel::Volume(t) => {
+                w.tiers_mode = Some(TiersMode::Volume);
+                w.tiers = Some(tiers(t));
+            }
+            ChargeModel::Package(p) => {
+                w.package = Some(WirePackage {
+                    size: Num(p.size),
+                    amount: Some(Num(p.amount)),
+                    amount_decimal: None,
+                    round: p.round,
+                });
+            }
+        }
+        w
+    }
+}
