@@ -35,6 +35,13 @@ pub fn mul(a: Decimal, b: Decimal, context: &'static str) -> Result<Decimal> {
 /// # Errors
 /// [`Error::Overflow`] when the exact sum does not fit in a `Decimal`.
 pub fn add(a: Decimal, b: Decimal, context: &'static str) -> Result<Decimal> {
+    // rust_decimal returns the other operand unchanged when one is zero, whatever the scales: exact, so no check.
+    if a.is_zero() {
+        return Ok(b);
+    }
+    if b.is_zero() {
+        return Ok(a);
+    }
     let want = a.scale().max(b.scale());
     match a.checked_add(b) {
         Some(r) if r.scale() == want => Ok(r),
@@ -47,6 +54,12 @@ pub fn add(a: Decimal, b: Decimal, context: &'static str) -> Result<Decimal> {
 /// # Errors
 /// [`Error::Overflow`] when the exact difference does not fit in a `Decimal`.
 pub fn sub(a: Decimal, b: Decimal, context: &'static str) -> Result<Decimal> {
+    if a.is_zero() {
+        return Ok(-b);
+    }
+    if b.is_zero() {
+        return Ok(a);
+    }
     let want = a.scale().max(b.scale());
     match a.checked_sub(b) {
         Some(r) if r.scale() == want => Ok(r),
@@ -125,6 +138,14 @@ mod tests {
         assert!(add(big, d("0.5"), "t").is_err());
         assert!(add(big, d("10"), "t").is_err());
         assert_eq!(add(d("1.25"), d("2.5"), "t").unwrap(), d("3.75"));
+    }
+
+    #[test]
+    fn adding_zero_of_another_scale_is_exact() {
+        assert_eq!(add(d("0.00"), d("0"), "t").unwrap(), d("0"));
+        assert_eq!(add(d("0"), d("50.00"), "t").unwrap().to_string(), "50.00");
+        assert_eq!(sub(d("0"), d("1.5"), "t").unwrap(), d("-1.5"));
+        assert_eq!(sub(d("2.50"), d("0.0"), "t").unwrap(), d("2.5"));
     }
 
     #[test]

@@ -155,6 +155,10 @@ pub(crate) fn round_to(exact: Decimal, places: u32, rounding: Rounding) -> Decim
     if r.scale() < places {
         r.rescale(places);
     }
+    // A zero is never shown as −0.00 (−0 arises from negating a zero discount).
+    if r.is_zero() {
+        r.set_sign_positive(true);
+    }
     r
 }
 
@@ -173,6 +177,7 @@ pub struct Amount {
 impl Amount {
     /// Rounds `exact` half away from zero to the currency's minor unit and keeps both.
     pub fn round(currency: Currency, exact: Decimal) -> Amount {
+        let exact = if exact.is_zero() { Decimal::ZERO } else { exact };
         Amount { exact, rounded: currency.round(exact, Rounding::HalfAwayFromZero) }
     }
 
@@ -198,6 +203,8 @@ mod tests {
         assert_eq!(usd.round(d("0.005"), Rounding::HalfAwayFromZero), d("0.01"));
         assert_eq!(usd.round(d("-0.005"), Rounding::HalfAwayFromZero), d("-0.01"));
         assert_eq!(usd.round(d("0.0049999"), Rounding::HalfAwayFromZero), d("0.00"));
+        assert_eq!(usd.round(-d("0"), Rounding::HalfAwayFromZero).to_string(), "0.00");
+        assert_eq!(usd.round(d("-0.004"), Rounding::HalfAwayFromZero).to_string(), "0.00");
     }
 
     #[test]
