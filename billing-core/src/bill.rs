@@ -319,7 +319,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                     meter: None,
                     quantity: None,
                     unit: None,
-                    exact_amount: exact::sub(billable_list, offered_list, "spend limit")?,
+                    exact_amount: exact::sub(billable_list, offered_list, "spend limit")?.normalize(),
                     amount: exact::sub(billed, rounded_group, "spend limit")?,
                     tiers: Vec::new(),
                     note: Some(format!(
@@ -329,7 +329,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                     )),
                 });
             }
-            let net_exact = exact::mul(billable_list, net_factor, "spend limit")?;
+            let net_exact = exact::mul(billable_list, net_factor, "spend limit")?.normalize();
             spend_limits.push(LimitSummary {
                 product: key.to_owned(),
                 limit: limit.amount(),
@@ -385,7 +385,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                     meter: None,
                     quantity: None,
                     unit: None,
-                    exact_amount: exact::sub(prorated.exact, full.exact, "proration")?,
+                    exact_amount: exact::sub(prorated.exact, full.exact, "proration")?.normalize(),
                     amount: exact::sub(prorated.rounded, full.rounded, "proration")?,
                     tiers: Vec::new(),
                     note: Some(format!(
@@ -430,7 +430,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             meter: None,
             quantity: None,
             unit: None,
-            exact_amount: -applied,
+            exact_amount: (-applied).normalize(),
             amount,
             tiers: Vec::new(),
             note: Some(format!("paid from a credit balance of {balance}")),
@@ -451,7 +451,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                         subtotal,
                         "credit duration",
                     )?;
-                    Ok::<_, Error>(tenths / Decimal::TEN)
+                    Ok::<_, Error>((tenths / Decimal::TEN).normalize())
                 })
                 .transpose()?,
             yearly_credit: terms.yearly_credit,
@@ -513,7 +513,7 @@ fn line_tier(currency: Currency, s: &Slice) -> LineTier {
         unit_amount: s.unit_amount,
         flat_amount: s.flat_amount,
         packages: s.packages,
-        exact_amount: s.exact,
+        exact_amount: s.exact.normalize(),
         amount: currency.round(s.exact, Rounding::HalfAwayFromZero),
     }
 }

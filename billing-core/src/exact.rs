@@ -54,11 +54,11 @@ pub fn add(a: Decimal, b: Decimal, context: &'static str) -> Result<Decimal> {
 /// # Errors
 /// [`Error::Overflow`] when the exact difference does not fit in a `Decimal`.
 pub fn sub(a: Decimal, b: Decimal, context: &'static str) -> Result<Decimal> {
-    if a.is_zero() {
-        return Ok(-b);
-    }
     if b.is_zero() {
         return Ok(a);
+    }
+    if a.is_zero() {
+        return Ok(-b);
     }
     let want = a.scale().max(b.scale());
     match a.checked_sub(b) {
@@ -146,6 +146,7 @@ mod tests {
         assert_eq!(add(d("0"), d("50.00"), "t").unwrap().to_string(), "50.00");
         assert_eq!(sub(d("0"), d("1.5"), "t").unwrap(), d("-1.5"));
         assert_eq!(sub(d("2.50"), d("0.0"), "t").unwrap(), d("2.5"));
+        assert!(!sub(d("0"), d("0"), "t").unwrap().is_sign_negative(), "0 − 0 is not −0");
     }
 
     #[test]

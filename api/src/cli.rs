@@ -1,0 +1,154 @@
+//! `tally` subcommands.
+//!
+//! Exit codes: 0 on success, 2 on bad input (usage errors, unreadable files, an invalid price book or request),
+//! 1 when writing the output fails. Errors are one line on stderr, naming the field at fault; nothing panics.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use billing_core::{compute, Bill, PriceBook, QuoteRequest};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// tally: usage-based billing and pricing, exact to the cent.
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about, disable_help_subcommand = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Price usage against a price book and print the quote.
+    ///
+    /// The request is JSON: {"usage": {"<meter>": <quantity>}, "addons": ["<key>"], "limits": {"<product>":
+    /// "<whole amount>"}, "commitment": {"yearly_credit": "<amount>"}, "credit_balance": "<amount>",
+    /// "period": {"start": "<RFC 3339>", "end": "<RFC 3339>"}}; only `usage` is required.
+    Quote {
+        /// Price book JSON file (default: the built-in example price book).
+        #[arg(long, value_name = "FILE")]
+        price_book: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+        /// Request JSON file, or `-` for standard input (the default).
+        #[arg(value_name = "REQUEST_FILE")]
+        request: Option<PathBuf>,
+    },
+    /// Validate a price book and print it in canonical form (the built-in one by default).
+    PriceBook {
+        /// Price book JSON file (default: the built-in example price book).
+        #[arg(long, value_name = "FILE")]
+        price_book: Option<PathBuf>,
+    },
+}
+
+/// Output format of `tally quote`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// The bill as JSON, amounts as decimal strings.
+    Json,
+    /// An aligned table for people.
+    Table,
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+enum Failure {
+    /// Bad input: exit 2.
+    Input(String),
+    /// The output could not be written: exit 1 (a closed pipe is not reported).
+    Output(io::Error),
+}
+
+/// Runs `tally` with `args`, reading a request from `stdin` when asked, writing to `stdout` and `stderr`.
+///
+/// This is the whole program; `main.rs` only passes the process's streams, so tests can run it in-process.
+pub fn main(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" to clap that go to stdout with success.
+            let (out, code): (&mut dyn Write, u8) = if e.use_stderr() { (stderr, 2) } else { (stdout, 0) };
+            let _ = write!(out, "{}", e.render());
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli, stdin, stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(message)) => {
+            let _ = writeln!(stderr, "error: {}", one_line(&message));
+            ExitCode::from(2)
+        }
+        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Output(e)) => {
+            let _ = writeln!(stderr, "error: cannot write the output: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli, stdin: &mut dyn Read, stdout: &mut dyn Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Quote { price_book, format, request } => {
+            let book = load_price_book(price_book.as_ref())?;
+            let text = match request.as_deref() {
+                None => read_stdin(stdin)?,
+                Some(p) if p.as_os_str() == "-" => read_stdin(stdin)?,
+                Some(p) => read_file(p, "request file")?,
+            };
+            let request = QuoteRequest::from_json(&text).map_err(|e| Failure::Input(e.to_string()))?;
+            let bill = compute(&book, &request).map_err(|e| Failure::Input(e.to_string()))?;
+            write_bill(stdout, &bill, format)
+        }
+        Command::PriceBook { price_book } => {
+            let book = load_price_book(price_book.as_ref())?;
+            let json =
+                serde_json::to_string_pretty(&book).map_err(|e| Failure::Output(io::Error::other(e)))?;
+            writeln!(stdout, "{json}").map_err(Failure::Output)
+        }
+    }
+}
+
+fn write_bill(out: &mut dyn Write, bill: &Bill, format: Format) -> Result<(), Failure> {
+    let text = match format {
+        Format::Json => {
+            serde_json::to_string_pretty(bill).map_err(|e| Failure::Output(io::Error::other(e)))?
+        }
+        Format::Table => crate::table::render(bill),
+    };
+    writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush()).map_err(Failure::Output)
+}
+
+fn load_price_book(path: Option<&PathBuf>) -> Result<PriceBook, Failure> {
+    match path {
+        None => PriceBook::default_book(),
+        Some(p) => PriceBook::from_json(&read_file(p, "price book")?),
+    }
+    .map_err(|e| Failure::Input(e.to_string()))
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure::Input(format!("cannot read {what} `{}`: {e}", path.display())))
+}
+
+fn read_stdin(stdin: &mut dyn Read) -> Result<String, Failure> {
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::Input(format!("cannot read the request from standard input: {e}")))?;
+    Ok(text)
+}
+
+/// Error messages go on one line, whatever the underlying error printed.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
