@@ -3,6 +3,9 @@
 //! The `CARGO_BIN_EXE_tally` use below also makes cargo build `target/<profile>/tally` before any test runs,
 //! which the end-to-end suite (the `e2e` crate) drives.
 
+// Test helpers may panic: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{self, Write};
 use std::process::{Command, ExitCode, Stdio};
 

@@ -567,7 +567,7 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
                 if let Some(from) = choice.from() {
                     match request.period {
                         None => {
-                            issues.push(Issue::new(format!("{path}.from"), "needs the request's `period`"))
+                            issues.push(Issue::new(format!("{path}.from"), "needs the request's `period`"));
                         }
                         Some(period) if !period.contains(from) => issues.push(Issue::new(
                             format!("{path}.from"),

@@ -143,7 +143,7 @@ impl TierSchedule {
             let at = |field: &str| format!("[{i}].{field}");
             match t.up_to {
                 None if i != last => {
-                    issues.push(Issue::new(at("up_to"), "only the last tier may be open-ended"))
+                    issues.push(Issue::new(at("up_to"), "only the last tier may be open-ended"));
                 }
                 Some(_) if i == last => {
                     issues

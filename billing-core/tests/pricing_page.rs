@@ -3,6 +3,9 @@
 //! The cases live in `tests/published/figures.json` (see its README); the end-to-end suite checks the same file
 //! through the `tally` binary.
 
+// Test helpers may panic: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use billing_core::{compute, Bill, LineKind, PriceBook, QuoteRequest};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;

@@ -1,5 +1,8 @@
 //! `tally quote` and `tally price-book` as a user runs them: arguments, files, stdin, output formats, exit codes.
 
+// Test helpers may panic: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use e2e::{tally, TempFile};
 
 const TWO_MILLION_IDENTIFIED: &str = r#"{"usage": {"events": 2000000, "identified_events": 2000000}}"#;

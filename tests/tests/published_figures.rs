@@ -1,6 +1,9 @@
 //! The published pricing-page figures (pricing-semantics.md §8) come out of the real `tally quote` to the cent.
 //! Same cases as billing-core's `pricing_page.rs`: billing-core/tests/published/figures.json.
 
+// Test helpers may panic: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use e2e::tally;
 use serde_json::Value;
 
