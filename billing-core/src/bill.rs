@@ -308,8 +308,14 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             }
             let offered_list = exact::sum(lines[first..].iter().map(|l| l.exact_amount), "spend limit")?;
             let rounded_group = exact::sum(lines[first..].iter().map(|l| l.amount), "spend limit")?;
-            let billed = currency.round(billable_list, Rounding::HalfAwayFromZero);
             let over = exact::mul(rounded_group, net_factor, "spend limit")? > limit.amount();
+            // Lines are rounded one by one; when the limit cuts in (or per-line rounding alone would cross it) the
+            // group is billed its exact billable amount rounded once, and the spend-limit line takes the difference.
+            let billed = if admission.reached || over {
+                currency.round(billable_list, Rounding::HalfAwayFromZero)
+            } else {
+                rounded_group
+            };
             if admission.reached || over {
                 lines.push(Line {
                     key: key.to_owned(),
