@@ -418,8 +418,9 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             amount: discount.rounded,
             tiers: Vec::new(),
             note: Some(format!(
-                "{} off the list price for a yearly credit of {}",
-                terms.discount, terms.yearly_credit
+                "{} % off the list price for a yearly credit of {}",
+                (terms.discount * Decimal::ONE_HUNDRED).normalize(),
+                terms.yearly_credit
             )),
         });
     }

@@ -586,11 +586,8 @@ impl WireCharge {
                     exponent,
                     issues,
                 );
-                if unit.is_none()
-                    && flat.is_none()
-                    && t.unit_amount.is_none()
-                    && t.unit_amount_decimal.is_none()
-                {
+                let given = [&t.unit_amount, &t.unit_amount_decimal, &t.flat_amount, &t.flat_amount_decimal];
+                if given.iter().all(|f| f.is_none()) {
                     issues.push(&tpath, "must have a unit amount or a flat amount");
                 }
                 parsed.push(Tier {

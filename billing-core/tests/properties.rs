@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used)]
 
 use billing_core::{
-    billable_usage, compute, Bill, ChargeModel, PriceBook, Quantity, QuoteRequest, SpendLimit, SpendLimitRules, Stage,
-    Tier, TierSchedule,
+    billable_usage, compute, Bill, ChargeModel, PriceBook, Quantity, QuoteRequest, SpendLimit,
+    SpendLimitRules, Stage, Tier, TierSchedule,
 };
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -77,12 +77,17 @@ const METERS: [&str; 19] = [
     "workflow_dispatches",
 ];
 
-const PRODUCTS: [&str; 6] = ["product_analytics", "session_replay", "inbox", "logs", "surveys", "feature_flags"];
+const PRODUCTS: [&str; 6] =
+    ["product_analytics", "session_replay", "inbox", "logs", "surveys", "feature_flags"];
 
 /// A request against the default book: usage on a random subset of meters, add-ons, limits, a commitment.
 fn request(with_limits: bool, with_commitment: bool) -> impl Strategy<Value = Value> {
     (
-        prop::collection::btree_map(prop::sample::select(METERS.to_vec()), 0_u64..3_000_000_000, 0..=METERS.len()),
+        prop::collection::btree_map(
+            prop::sample::select(METERS.to_vec()),
+            0_u64..3_000_000_000,
+            0..=METERS.len(),
+        ),
         prop::sample::subsequence(vec!["group_analytics", "boost", "scale", "enterprise"], 0..=4),
         prop::collection::btree_map(prop::sample::select(PRODUCTS.to_vec()), 0_u64..=50_000, 0..4),
         3333_u64..200_000,
