@@ -17,6 +17,7 @@
 //!    **Amount due** = total + credit.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -69,24 +70,25 @@ pub struct Bill {
 #[serde(deny_unknown_fields)]
 pub struct Line {
     /// Product, add-on or platform add-on key; for adjustments, the key they adjust (or `commitment`, `credit`).
-    pub key: String,
+    pub key: Arc<str>,
     /// Display name.
-    pub name: String,
+    pub name: Arc<str>,
     /// What kind of line this is.
     pub kind: LineKind,
     /// The product group the line belongs to (product and add-on lines, and their spend-limit line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product: Option<String>,
+    pub product: Option<Arc<str>>,
     /// The meter priced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meter: Option<String>,
+    pub meter: Option<Arc<str>>,
     /// Quantity priced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<Quantity>,
     /// Unit of the quantity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
+    pub unit: Option<Arc<str>>,
     /// The exact amount, never rounded.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub exact_amount: Decimal,
     /// The billed amount, at the currency's minor unit.
     pub amount: Decimal,
@@ -151,19 +153,25 @@ pub struct LineTier {
     /// 1-based tier number.
     pub tier: usize,
     /// Exclusive lower bound of the tier.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub from: Decimal,
     /// Inclusive upper bound, `None` when open-ended.
+    #[serde(serialize_with = "crate::wire::normalized_option")]
     pub up_to: Option<Decimal>,
     /// Units priced in this tier.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub units: Decimal,
     /// Price per unit (per package for package pricing).
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub unit_amount: Decimal,
     /// Flat amount for entering the tier.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub flat_amount: Decimal,
     /// Packages billed (package pricing only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::wire::normalized_option")]
     pub packages: Option<Decimal>,
     /// Exact amount of the slice.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub exact_amount: Decimal,
     /// The slice rounded to the minor unit, for display; the line is rounded from its exact total, not from these.
     pub amount: Decimal,
@@ -201,6 +209,7 @@ pub struct LimitSummary {
     /// List amount billed for the product and its add-ons, rounded.
     pub list_amount: Decimal,
     /// Exact amount after the discount: never more than the limit.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub net_exact_amount: Decimal,
     /// Whether usage was dropped.
     pub reached: bool,
@@ -252,46 +261,47 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
     let plan = resolve(book, request)?;
     let currency = book.currency();
     let net_factor = plan.terms.as_ref().map_or(Decimal::ONE, CommitmentTerms::net_factor);
-    let mut lines = Vec::new();
+    let mut lines = Vec::with_capacity(32);
     let mut spend_limits = Vec::new();
+    // Reused from product to product: the group's distinct meters, their offered usage, and its charges.
+    let mut meters: Vec<&Arc<str>> = Vec::with_capacity(4);
+    let mut offered: Vec<Quantity> = Vec::with_capacity(4);
+    let mut group: Vec<(&crate::ChargeModel, usize)> = Vec::with_capacity(4);
 
     for product in book.products() {
-        let key = product.metered.key.as_str();
-        let charges: Vec<&Metered> = product
-            .charges()
-            .filter(|(m, optional)| !optional || plan.optional.contains(&m.key.as_str()))
-            .map(|(m, _)| m)
-            .collect();
-        let quoted = charges.iter().any(|m| request.usage.contains_key(&m.meter))
-            || plan.limits.contains_key(key)
-            || product.addons.iter().any(|a| plan.optional.contains(&a.metered.key.as_str()));
+        let key = &product.metered.key;
+        let limit = plan.limits.get(&**key);
+        let chosen = |m: &Metered, optional: bool| !optional || plan.optional.contains(&&*m.key);
+        // A product is quoted when a meter of its chosen charges has usage, an optional add-on of it is chosen,
+        // or it has a limit.
+        let quoted = limit.is_some()
+            || product
+                .charges()
+                .any(|(m, optional)| chosen(m, optional) && (optional || request.usage.contains_key(&*m.meter)));
         if !quoted {
             continue;
         }
-        let mut meters: Vec<&str> = Vec::new();
-        for m in &charges {
-            if !meters.contains(&m.meter.as_str()) {
-                meters.push(&m.meter);
-            }
-        }
-        let offered: Vec<Quantity> =
-            meters.iter().map(|m| request.usage.get(*m).copied().unwrap_or(Quantity::ZERO)).collect();
+        meters.clear();
+        offered.clear();
+        group.clear();
         let first = lines.len();
-        for (i, m) in charges.iter().enumerate() {
-            let q = offered[meters.iter().position(|x| *x == m.meter).unwrap_or(0)];
-            lines.push(usage_line(
-                currency,
-                key,
-                m,
-                if i == 0 { LineKind::Product } else { LineKind::Addon },
-                q,
-            )?);
+        for (i, (m, optional)) in product.charges().enumerate() {
+            if !chosen(m, optional) {
+                continue;
+            }
+            let index = match meters.iter().position(|x| **x == m.meter) {
+                Some(index) => index,
+                None => {
+                    meters.push(&m.meter);
+                    offered.push(request.usage.get(&*m.meter).copied().unwrap_or(Quantity::ZERO));
+                    meters.len() - 1
+                }
+            };
+            group.push((&m.charge, index));
+            let kind = if i == 0 { LineKind::Product } else { LineKind::Addon };
+            lines.push(usage_line(currency, key, m, kind, offered[index])?);
         }
-        if let Some(limit) = plan.limits.get(key) {
-            let group: Vec<(&crate::ChargeModel, usize)> = charges
-                .iter()
-                .map(|m| (&m.charge, meters.iter().position(|x| *x == m.meter).unwrap_or(0)))
-                .collect();
+        if let Some(limit) = limit {
             let admission = billable_usage(&group, &offered, net_factor, *limit)?;
             let mut billable_list = Decimal::ZERO;
             for (charge, m) in &group {
@@ -318,14 +328,14 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             };
             if admission.reached || over {
                 lines.push(Line {
-                    key: key.to_owned(),
-                    name: format!("{} spend limit", product.metered.name),
+                    key: key.clone(),
+                    name: format!("{} spend limit", product.metered.name).into(),
                     kind: LineKind::SpendLimit,
-                    product: Some(key.to_owned()),
+                    product: Some(key.clone()),
                     meter: None,
                     quantity: None,
                     unit: None,
-                    exact_amount: exact::sub(billable_list, offered_list, "spend limit")?.normalize(),
+                    exact_amount: exact::sub(billable_list, offered_list, "spend limit")?,
                     amount: exact::sub(billed, rounded_group, "spend limit")?,
                     tiers: Vec::new(),
                     note: Some(format!(
@@ -335,9 +345,9 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                     )),
                 });
             }
-            let net_exact = exact::mul(billable_list, net_factor, "spend limit")?.normalize();
+            let net_exact = exact::mul(billable_list, net_factor, "spend limit")?;
             spend_limits.push(LimitSummary {
-                product: key.to_owned(),
+                product: key.to_string(),
                 limit: limit.amount(),
                 list_amount: billed,
                 net_exact_amount: net_exact,
@@ -352,7 +362,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                     .zip(offered.iter().zip(&admission.billable))
                     .map(|(meter, (o, b))| {
                         Ok(MeterAdmission {
-                            meter: (*meter).to_owned(),
+                            meter: meter.to_string(),
                             offered: *o,
                             billable: *b,
                             dropped: Quantity::new(o.value() - b.value())
@@ -385,13 +395,13 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                 let prorated = Amount::round(currency, proration.apply(addon.monthly_price)?);
                 lines.push(Line {
                     key: addon.key.clone(),
-                    name: format!("{} proration", addon.name),
+                    name: format!("{} proration", addon.name).into(),
                     kind: LineKind::Proration,
                     product: None,
                     meter: None,
                     quantity: None,
                     unit: None,
-                    exact_amount: exact::sub(prorated.exact, full.exact, "proration")?.normalize(),
+                    exact_amount: exact::sub(prorated.exact, full.exact, "proration")?,
                     amount: exact::sub(prorated.rounded, full.rounded, "proration")?,
                     tiers: Vec::new(),
                     note: Some(format!(
@@ -407,8 +417,8 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
     if let (Some(terms), None) = (&plan.terms, plan.credit_balance) {
         let discount = Amount::round(currency, -exact::mul(terms.discount, subtotal, "commitment discount")?);
         lines.push(Line {
-            key: "commitment".to_owned(),
-            name: "Commitment discount".to_owned(),
+            key: "commitment".into(),
+            name: "Commitment discount".into(),
             kind: LineKind::CommitmentDiscount,
             product: None,
             meter: None,
@@ -430,14 +440,14 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
         let applied = apply_credit(total, balance).applied;
         let amount = currency.round(-applied, Rounding::HalfAwayFromZero);
         lines.push(Line {
-            key: "credit".to_owned(),
-            name: "Prepaid credit".to_owned(),
+            key: "credit".into(),
+            name: "Prepaid credit".into(),
             kind: LineKind::PrepaidCredit,
             product: None,
             meter: None,
             quantity: None,
             unit: None,
-            exact_amount: (-applied).normalize(),
+            exact_amount: -applied,
             amount,
             tiers: Vec::new(),
             note: Some(format!("paid from a credit balance of {balance}")),
@@ -493,14 +503,14 @@ fn request_issue(path: &str, message: String) -> Error {
     Error::InvalidRequest(vec![Issue::new(path, message)])
 }
 
-fn usage_line(currency: Currency, product: &str, m: &Metered, kind: LineKind, q: Quantity) -> Result<Line> {
+fn usage_line(currency: Currency, product: &Arc<str>, m: &Metered, kind: LineKind, q: Quantity) -> Result<Line> {
     let breakdown = m.charge.price(q)?;
     let amount = Amount::round(currency, breakdown.exact);
     Ok(Line {
         key: m.key.clone(),
         name: m.name.clone(),
         kind,
-        product: Some(product.to_owned()),
+        product: Some(product.clone()),
         meter: Some(m.meter.clone()),
         quantity: Some(q),
         unit: Some(m.unit.clone()),
@@ -520,8 +530,8 @@ fn line_tier(currency: Currency, s: &Slice) -> LineTier {
         unit_amount: s.unit_amount,
         flat_amount: s.flat_amount,
         packages: s.packages,
-        exact_amount: s.exact.normalize(),
-        amount: currency.round(s.exact, Rounding::HalfAwayFromZero),
+        exact_amount: s.exact,
+        amount: s.rounded.unwrap_or_else(|| currency.round(s.exact, Rounding::HalfAwayFromZero)),
     }
 }
 
@@ -552,8 +562,8 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
             continue;
         }
         seen.push(key);
-        let addon = book.products().iter().flat_map(|p| &p.addons).find(|a| a.metered.key == key);
-        let platform = book.platform_addons().iter().find(|a| a.key == key);
+        let addon = book.products().iter().flat_map(|p| &p.addons).find(|a| &*a.metered.key == key);
+        let platform = book.platform_addons().iter().find(|a| &*a.key == key);
         match (addon, platform) {
             (Some(a), _) if !a.optional => issues.push(Issue::new(
                 &path,
@@ -568,7 +578,7 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
                         "only platform add-ons are prorated; metered add-ons bill usage",
                     ));
                 }
-                plan.optional.push(&a.metered.key);
+                plan.optional.push(&*a.metered.key);
             }
             (None, Some(p)) => {
                 if let Some(from) = choice.from() {
@@ -591,8 +601,8 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
                     .iter()
                     .flat_map(|p| &p.addons)
                     .filter(|a| a.optional)
-                    .map(|a| a.metered.key.as_str())
-                    .chain(book.platform_addons().iter().map(|a| a.key.as_str()))
+                    .map(|a| &*a.metered.key)
+                    .chain(book.platform_addons().iter().map(|a| &*a.key))
                     .collect();
                 issues.push(Issue::new(
                     &path,
@@ -609,7 +619,7 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
             None => issues.push(Issue::new(&path, format!("no product `{product}` in the price book"))),
             Some(p) => match SpendLimit::new(amount.0, book.spend_limits()) {
                 Ok(limit) => {
-                    plan.limits.insert(&p.metered.key, limit);
+                    plan.limits.insert(&*p.metered.key, limit);
                 }
                 Err(m) => issues.push(Issue::new(&path, m)),
             },

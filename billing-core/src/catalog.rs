@@ -5,6 +5,8 @@
 //! crate works only with validated types. A price book serializes back to the same wire format, in canonical form
 //! (amounts in major units, tiers explicit), and parses back to an equal book.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
@@ -54,13 +56,13 @@ pub struct Addon {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metered {
     /// Stable identifier (`product_analytics`).
-    pub key: String,
+    pub key: Arc<str>,
     /// Display name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Singular unit name (`event`).
-    pub unit: String,
+    pub unit: Arc<str>,
     /// The meter whose quantity is priced (`events`).
-    pub meter: String,
+    pub meter: Arc<str>,
     /// Free text.
     pub description: Option<String>,
     /// How a quantity is priced.
@@ -71,9 +73,9 @@ pub struct Metered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformAddon {
     /// Stable identifier (`boost`).
-    pub key: String,
+    pub key: Arc<str>,
     /// Display name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Free text.
     pub description: Option<String>,
     /// Price of a whole period.
@@ -194,14 +196,14 @@ impl PriceBook {
 
     /// A product by key.
     pub fn product(&self, key: &str) -> Option<&Product> {
-        self.products.iter().find(|p| p.metered.key == key)
+        self.products.iter().find(|p| &*p.metered.key == key)
     }
 
     /// Whether some product or add-on is metered by `meter`.
     pub fn has_meter(&self, meter: &str) -> bool {
         self.products
             .iter()
-            .any(|p| p.metered.meter == meter || p.addons.iter().any(|a| a.metered.meter == meter))
+            .any(|p| &*p.metered.meter == meter || p.addons.iter().any(|a| &*a.metered.meter == meter))
     }
 
     /// The version of `books` in force at `at`: the latest `effective_from` not after `at` (a book without one is
@@ -400,7 +402,8 @@ impl WireBook {
                 None
             }
         };
-        let exponent = currency.map_or(2, Currency::exponent);
+        // An unknown currency fails the book anyway; USD stands in so the rest can still be checked.
+        let book_currency = currency.unwrap_or(Currency::USD);
         if self.products.is_empty() {
             issues.push("products", "must list at least one product");
         }
@@ -417,11 +420,11 @@ impl WireBook {
                 if a.addons.is_some() {
                     issues.push(format!("{apath}.addons"), "add-ons cannot have add-ons");
                 }
-                if let Some(metered) = a.to_metered(&apath, exponent, &mut keys, &mut issues) {
+                if let Some(metered) = a.to_metered(&apath, book_currency, &mut keys, &mut issues) {
                     addons.push(Addon { metered, optional: a.optional.unwrap_or(false) });
                 }
             }
-            if let Some(metered) = p.to_metered(&path, exponent, &mut keys, &mut issues) {
+            if let Some(metered) = p.to_metered(&path, book_currency, &mut keys, &mut issues) {
                 products.push(Product { metered, addons });
             }
         }
@@ -435,8 +438,8 @@ impl WireBook {
             let price = a.monthly_price.0;
             check_amount(price, &format!("{path}.monthly_price"), &mut issues);
             platform_addons.push(PlatformAddon {
-                key: a.key,
-                name: a.name,
+                key: a.key.into(),
+                name: a.name.into(),
                 description: a.description,
                 monthly_price: price,
             });
@@ -521,7 +524,7 @@ impl WireCharge {
     fn to_metered(
         &self,
         path: &str,
-        exponent: u32,
+        currency: Currency,
         keys: &mut Vec<(String, String)>,
         issues: &mut Issues,
     ) -> Option<Metered> {
@@ -539,18 +542,19 @@ impl WireCharge {
                 format!("`{}` must be 1–64 characters of a-z, 0-9, `_`, `-` or `.`", self.meter),
             );
         }
-        let charge = self.charge_model(path, exponent, issues);
+        let charge = self.charge_model(path, currency, issues);
         (issues.0.len() == before).then_some(()).and(charge).map(|charge| Metered {
-            key: self.key.clone(),
-            name: self.name.clone(),
-            unit: self.unit.clone(),
-            meter: self.meter.clone(),
+            key: self.key.as_str().into(),
+            name: self.name.as_str().into(),
+            unit: self.unit.as_str().into(),
+            meter: self.meter.as_str().into(),
             description: self.description.clone(),
             charge,
         })
     }
 
-    fn charge_model(&self, path: &str, exponent: u32, issues: &mut Issues) -> Option<ChargeModel> {
+    fn charge_model(&self, path: &str, currency: Currency, issues: &mut Issues) -> Option<ChargeModel> {
+        let exponent = currency.exponent();
         let given = [
             self.tiers.is_some(),
             self.unit_amount.is_some() || self.unit_amount_decimal.is_some(),
@@ -597,10 +601,13 @@ impl WireCharge {
                 });
             }
             return match TierSchedule::new(parsed) {
-                Ok(schedule) => Some(match self.tiers_mode.unwrap_or(TiersMode::Graduated) {
-                    TiersMode::Graduated => ChargeModel::Graduated(schedule),
-                    TiersMode::Volume => ChargeModel::Volume(schedule),
-                }),
+                Ok(mut schedule) => {
+                    schedule.round_full_slices(currency);
+                    Some(match self.tiers_mode.unwrap_or(TiersMode::Graduated) {
+                        TiersMode::Graduated => ChargeModel::Graduated(schedule),
+                        TiersMode::Volume => ChargeModel::Volume(schedule),
+                    })
+                }
                 Err(found) => {
                     for issue in found {
                         issues.push(format!("{path}.tiers{}", issue.path), issue.message);
@@ -751,8 +758,8 @@ impl PriceBook {
                 .platform_addons
                 .iter()
                 .map(|a| WirePlatformAddon {
-                    key: a.key.clone(),
-                    name: a.name.clone(),
+                    key: a.key.to_string(),
+                    name: a.name.to_string(),
                     description: a.description.clone(),
                     monthly_price: Num(a.monthly_price),
                 })
@@ -780,10 +787,10 @@ impl PriceBook {
 impl Metered {
     fn to_wire(&self) -> WireCharge {
         let mut w = WireCharge {
-            key: self.key.clone(),
-            name: self.name.clone(),
-            unit: self.unit.clone(),
-            meter: self.meter.clone(),
+            key: self.key.to_string(),
+            name: self.name.to_string(),
+            unit: self.unit.to_string(),
+            meter: self.meter.to_string(),
             description: self.description.clone(),
             ..WireCharge::default()
         };

@@ -57,6 +57,8 @@ struct Row {
     start: Decimal,
     /// The price of the whole tier (flat + every unit), or `None` for the open last tier.
     full: Option<Decimal>,
+    /// The slice a quantity beyond this tier takes from it, ready to copy (`None` for the open last tier).
+    full_slice: Option<Slice>,
     /// Graduated price of all earlier tiers, flat amounts included.
     before: Decimal,
 }
@@ -110,6 +112,8 @@ pub struct Slice {
     pub packages: Option<Decimal>,
     /// `flat_amount + units × unit_amount` (or `packages × unit_amount`), exact.
     pub exact: Decimal,
+    /// The exact amount already rounded to the book's minor unit, when precomputed (whole tiers).
+    pub rounded: Option<Decimal>,
 }
 
 impl TierSchedule {
@@ -192,7 +196,11 @@ impl TierSchedule {
                 }
                 None => None,
             };
-            rows.push(Row { tier, start, full, before });
+            let mut row = Row { tier, start, full, full_slice: None, before };
+            if let (Some(up_to), Some(full)) = (tier.up_to, full) {
+                row.full_slice = Some(row.slice(rows.len(), exact::sub(up_to, start, "tier width")?, full));
+            }
+            rows.push(row);
             if let (Some(up_to), Some(full)) = (tier.up_to, full) {
                 start = up_to;
                 before = exact::add(before, full, "cumulative tier total")?;
@@ -232,19 +240,26 @@ impl TierSchedule {
         let q = q.value();
         let last = self.tier_index(q);
         let mut slices = Vec::with_capacity(last + 1);
-        for (i, row) in self.rows[..=last].iter().enumerate() {
-            let (units, amount) = match (i == last, row.tier.up_to, row.full) {
-                (false, Some(up_to), Some(full)) => (exact::sub(up_to, row.start, "tier slice")?, full),
-                _ => {
-                    let units = exact::sub(q, row.start, "tier slice")?;
-                    let amount = exact::mul(units, row.tier.unit_amount, "tier slice")?;
-                    (units, exact::add(row.tier.flat_amount, amount, "tier slice")?)
-                }
-            };
-            slices.push(row.slice(i, units, amount));
-        }
-        let exact = exact::sum(slices.iter().map(|s| s.exact), "graduated price")?;
+        // Every tier before the last one reached is taken whole: its slice was computed with the schedule.
+        // (Only the open last tier lacks a full slice, and it is never before another.)
+        slices.extend(self.rows[..last].iter().filter_map(|r| r.full_slice));
+        let row = &self.rows[last];
+        let units = exact::sub(q, row.start, "tier slice")?;
+        let partial =
+            exact::add(row.tier.flat_amount, exact::mul(units, row.tier.unit_amount, "tier slice")?, "tier slice")?;
+        slices.push(row.slice(last, units, partial));
+        let exact = exact::add(row.before, partial, "graduated price")?;
         Ok(ChargeBreakdown { slices, exact })
+    }
+
+    /// Rounds the precomputed whole-tier slices to a currency's minor unit once, so pricing never rounds them
+    /// again. Called by the price book, which knows its currency.
+    pub(crate) fn round_full_slices(&mut self, currency: crate::money::Currency) {
+        for row in &mut self.rows {
+            if let Some(slice) = &mut row.full_slice {
+                slice.rounded = Some(currency.round(slice.exact, crate::money::Rounding::HalfAwayFromZero));
+            }
+        }
     }
 
     /// Volume price of `q`, exact: every unit at the rate of the tier the total reaches.
@@ -298,6 +313,7 @@ impl Row {
             flat_amount: self.tier.flat_amount,
             packages: None,
             exact,
+            rounded: None,
         }
     }
 }
@@ -330,6 +346,7 @@ impl ChargeModel {
                     flat_amount: Decimal::ZERO,
                     packages: None,
                     exact,
+                    rounded: None,
                 };
                 Ok(ChargeBreakdown { slices: vec![slice], exact })
             }
@@ -347,6 +364,7 @@ impl ChargeModel {
                     flat_amount: Decimal::ZERO,
                     packages: Some(blocks),
                     exact,
+                    rounded: None,
                 };
                 Ok(ChargeBreakdown { slices: vec![slice], exact })
             }

@@ -4,8 +4,8 @@
 //! overflows; when the exact result needs more than 96 bits of mantissa they *silently round* it (rust-decimal
 //! issue #515). For money that is an implicit rounding, which tally forbids. These wrappers detect it: an exact
 //! product has the scale `a.scale + b.scale`, an exact sum `max(a.scale, b.scale)`; a smaller scale means digits
-//! were dropped, and the operation fails with [`Error::Overflow`]. Inputs are normalized first so that trailing
-//! zeros never cause a false alarm.
+//! were dropped, and the operation fails with [`Error::Overflow`]. A product that fails the check is retried with
+//! normalized inputs, so trailing zeros never cause a false alarm (and the common case pays for no normalizing).
 //!
 //! clippy's `disallowed-methods` (billing-core/clippy.toml) forbids the raw `checked_*` calls everywhere else.
 #![allow(clippy::disallowed_methods)]
@@ -22,11 +22,18 @@ const MAX_SCALE: u32 = 28;
 /// # Errors
 /// [`Error::Overflow`] when the exact product does not fit in a `Decimal`.
 pub fn mul(a: Decimal, b: Decimal, context: &'static str) -> Result<Decimal> {
-    let (a, b) = (a.normalize(), b.normalize());
+    if let Some(r) = exact_product(a, b) {
+        return Ok(r);
+    }
+    // Trailing zeros may have made the scales too large to keep; retry without them before giving up.
+    exact_product(a.normalize(), b.normalize()).ok_or(Error::Overflow { context })
+}
+
+fn exact_product(a: Decimal, b: Decimal) -> Option<Decimal> {
     let want = a.scale() + b.scale();
     match a.checked_mul(b) {
-        Some(r) if want <= MAX_SCALE && (r.scale() == want || r.is_zero()) => Ok(r),
-        _ => Err(Error::Overflow { context }),
+        Some(r) if want <= MAX_SCALE && (r.scale() == want || r.is_zero()) => Some(r),
+        _ => None,
     }
 }
 

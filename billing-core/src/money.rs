@@ -177,8 +177,6 @@ pub struct Amount {
 impl Amount {
     /// Rounds `exact` half away from zero to the currency's minor unit and keeps both.
     pub fn round(currency: Currency, exact: Decimal) -> Amount {
-        // The exact amount is shown as computed, without trailing zeros (324.4, not 324.4000000).
-        let exact = if exact.is_zero() { Decimal::ZERO } else { exact.normalize() };
         Amount { exact, rounded: currency.round(exact, Rounding::HalfAwayFromZero) }
     }
 

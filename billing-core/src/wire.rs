@@ -103,6 +103,32 @@ impl<'de> Deserialize<'de> for UpTo {
     }
 }
 
+/// Serializes a decimal as a string without trailing zeros (`324.4`, not `324.4000000`), and zero as `0`.
+///
+/// Exact amounts carry whatever scale their computation left; they are normalized here, once, when they leave
+/// the process, instead of after every operation.
+///
+/// # Errors
+/// Those of the serializer.
+pub fn normalized<S: serde::Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    if value.is_zero() {
+        s.serialize_str("0")
+    } else {
+        s.collect_str(&value.normalize())
+    }
+}
+
+/// [`normalized`] for an optional decimal (`None` serializes as `null`).
+///
+/// # Errors
+/// Those of the serializer.
+pub fn normalized_option<S: serde::Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => normalized(v, s),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ fn check(case: &Value, bill: &Bill) {
         let line = bill
             .lines
             .iter()
-            .find(|l| &l.key == key && l.kind != LineKind::SpendLimit)
+            .find(|l| *l.key == **key && l.kind != LineKind::SpendLimit)
             .unwrap_or_else(|| panic!("{name}: no line {key}"));
         assert_eq!(line.amount, d(amount), "{name}: line {key}");
     }
@@ -72,12 +72,12 @@ fn every_published_figure_is_reproduced_to_the_cent() {
 fn the_default_price_book_keeps_the_published_keys_and_meters() {
     let book = PriceBook::default_book().unwrap();
     let keys: Vec<(&str, &str)> =
-        book.products().iter().map(|p| (p.metered.key.as_str(), p.metered.meter.as_str())).collect();
+        book.products().iter().map(|p| (&*p.metered.key, &*p.metered.meter)).collect();
     assert_eq!(keys.len(), 14);
     assert_eq!(keys[0], ("product_analytics", "events"));
     assert_eq!(keys[13], ("workflows_emails", "workflow_emails"));
     let addons: Vec<&str> =
-        book.products().iter().flat_map(|p| &p.addons).map(|a| a.metered.key.as_str()).collect();
+        book.products().iter().flat_map(|p| &p.addons).map(|a| &*a.metered.key).collect();
     assert_eq!(
         addons,
         [
@@ -89,7 +89,7 @@ fn the_default_price_book_keeps_the_published_keys_and_meters() {
             "workflows_destinations"
         ]
     );
-    let platform: Vec<&str> = book.platform_addons().iter().map(|a| a.key.as_str()).collect();
+    let platform: Vec<&str> = book.platform_addons().iter().map(|a| &*a.key).collect();
     assert_eq!(platform, ["boost", "scale", "enterprise"]);
     assert_eq!(book.commitment().unwrap().brackets.len(), 4);
     assert_eq!(book.spend_limits().max, Some(Decimal::from(50_000)));

@@ -236,7 +236,7 @@ proptest! {
             .products()
             .iter()
             .flat_map(|p| p.charges())
-            .map(|(m, _)| (m.meter.clone(), json!(0)))
+            .map(|(m, _)| (m.meter.to_string(), json!(0)))
             .collect();
         let bill = price(&parsed, &json!({"usage": usage}));
         let expected: Decimal = parsed
