@@ -94,7 +94,7 @@ pub struct Line {
     pub amount: Decimal,
     /// How the amount is made: one entry per tier reached.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tiers: Vec<LineTier>,
+    pub tiers: Vec<Slice>,
     /// An explanation for adjustment lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -144,37 +144,6 @@ impl LineKind {
             LineKind::PrepaidCredit => Stage::Credit,
         }
     }
-}
-
-/// One tier's contribution to a line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LineTier {
-    /// 1-based tier number.
-    pub tier: usize,
-    /// Exclusive lower bound of the tier.
-    #[serde(serialize_with = "crate::wire::normalized")]
-    pub from: Decimal,
-    /// Inclusive upper bound, `None` when open-ended.
-    #[serde(serialize_with = "crate::wire::normalized_option")]
-    pub up_to: Option<Decimal>,
-    /// Units priced in this tier.
-    #[serde(serialize_with = "crate::wire::normalized")]
-    pub units: Decimal,
-    /// Price per unit (per package for package pricing).
-    #[serde(serialize_with = "crate::wire::normalized")]
-    pub unit_amount: Decimal,
-    /// Flat amount for entering the tier.
-    #[serde(serialize_with = "crate::wire::normalized")]
-    pub flat_amount: Decimal,
-    /// Packages billed (package pricing only).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::wire::normalized_option")]
-    pub packages: Option<Decimal>,
-    /// Exact amount of the slice.
-    #[serde(serialize_with = "crate::wire::normalized")]
-    pub exact_amount: Decimal,
-    /// The slice rounded to the minor unit, for display; the line is rounded from its exact total, not from these.
-    pub amount: Decimal,
 }
 
 /// The commitment chosen and what it means for this bill.
@@ -504,7 +473,7 @@ fn request_issue(path: &str, message: String) -> Error {
 }
 
 fn usage_line(currency: Currency, product: &Arc<str>, m: &Metered, kind: LineKind, q: Quantity) -> Result<Line> {
-    let breakdown = m.charge.price(q)?;
+    let breakdown = m.charge.price(q, currency)?;
     let amount = Amount::round(currency, breakdown.exact);
     Ok(Line {
         key: m.key.clone(),
@@ -516,23 +485,9 @@ fn usage_line(currency: Currency, product: &Arc<str>, m: &Metered, kind: LineKin
         unit: Some(m.unit.clone()),
         exact_amount: amount.exact,
         amount: amount.rounded,
-        tiers: breakdown.slices.iter().map(|s| line_tier(currency, s)).collect(),
+        tiers: breakdown.slices,
         note: None,
     })
-}
-
-fn line_tier(currency: Currency, s: &Slice) -> LineTier {
-    LineTier {
-        tier: s.tier,
-        from: s.from,
-        up_to: s.up_to,
-        units: s.units,
-        unit_amount: s.unit_amount,
-        flat_amount: s.flat_amount,
-        packages: s.packages,
-        exact_amount: s.exact,
-        amount: s.rounded.unwrap_or_else(|| currency.round(s.exact, Rounding::HalfAwayFromZero)),
-    }
 }
 
 /// Checks a request against the book, collecting every problem.

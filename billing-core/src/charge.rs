@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Issue, Result};
 use crate::exact;
+use crate::money::{Currency, Rounding};
 use crate::quantity::Quantity;
 
 /// How a product or add-on is priced.
@@ -48,6 +49,8 @@ pub struct Tier {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierSchedule {
     rows: Vec<Row>,
+    /// The currency whose minor unit the whole-tier slices are rounded to, once set by the price book.
+    rounded_for: Option<Currency>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +60,8 @@ struct Row {
     start: Decimal,
     /// The price of the whole tier (flat + every unit), or `None` for the open last tier.
     full: Option<Decimal>,
-    /// The slice a quantity beyond this tier takes from it, ready to copy (`None` for the open last tier).
+    /// The slice a quantity beyond this tier takes from it, ready to copy (`None` for the open last tier); its
+    /// rounded amount is valid for the schedule's `rounded_for` currency.
     full_slice: Option<Slice>,
     /// Graduated price of all earlier tiers, flat amounts included.
     before: Decimal,
@@ -93,27 +97,36 @@ pub struct ChargeBreakdown {
     pub exact: Decimal,
 }
 
-/// The part of a price that one tier contributes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The part of a price that one tier contributes: the `tiers` of an invoice line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Slice {
     /// 1-based tier number.
     pub tier: usize,
     /// Exclusive lower bound of the tier.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub from: Decimal,
     /// Inclusive upper bound of the tier, `None` when open-ended.
+    #[serde(serialize_with = "crate::wire::normalized_option")]
     pub up_to: Option<Decimal>,
     /// Metered units priced in this slice.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub units: Decimal,
     /// Price per unit (per package for the package model).
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub unit_amount: Decimal,
     /// Flat amount charged for entering the tier.
+    #[serde(serialize_with = "crate::wire::normalized")]
     pub flat_amount: Decimal,
     /// Packages billed, for the package model only.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::wire::normalized_option")]
     pub packages: Option<Decimal>,
     /// `flat_amount + units × unit_amount` (or `packages × unit_amount`), exact.
-    pub exact: Decimal,
-    /// The exact amount already rounded to the book's minor unit, when precomputed (whole tiers).
-    pub rounded: Option<Decimal>,
+    #[serde(serialize_with = "crate::wire::normalized")]
+    pub exact_amount: Decimal,
+    /// The exact amount rounded half away from zero to the currency's minor unit, for display: a line is
+    /// rounded from its exact total, not from these.
+    pub amount: Decimal,
 }
 
 impl TierSchedule {
@@ -198,7 +211,9 @@ impl TierSchedule {
             };
             let mut row = Row { tier, start, full, full_slice: None, before };
             if let (Some(up_to), Some(full)) = (tier.up_to, full) {
-                row.full_slice = Some(row.slice(rows.len(), exact::sub(up_to, start, "tier width")?, full));
+                // Rounded for real once the book's currency is known (round_full_slices).
+                row.full_slice =
+                    Some(row.slice(rows.len(), exact::sub(up_to, start, "tier width")?, full, Currency::USD));
             }
             rows.push(row);
             if let (Some(up_to), Some(full)) = (tier.up_to, full) {
@@ -206,7 +221,7 @@ impl TierSchedule {
                 before = exact::add(before, full, "cumulative tier total")?;
             }
         }
-        Ok(TierSchedule { rows })
+        Ok(TierSchedule { rows, rounded_for: None })
     }
 
     /// The tiers as given.
@@ -236,30 +251,36 @@ impl TierSchedule {
         )
     }
 
-    fn graduated(&self, q: Quantity) -> Result<ChargeBreakdown> {
+    fn graduated(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown> {
         let q = q.value();
         let last = self.tier_index(q);
         let mut slices = Vec::with_capacity(last + 1);
         // Every tier before the last one reached is taken whole: its slice was computed with the schedule.
         // (Only the open last tier lacks a full slice, and it is never before another.)
         slices.extend(self.rows[..last].iter().filter_map(|r| r.full_slice));
+        if self.rounded_for != Some(currency) {
+            for s in &mut slices {
+                s.amount = currency.round(s.exact_amount, Rounding::HalfAwayFromZero);
+            }
+        }
         let row = &self.rows[last];
         let units = exact::sub(q, row.start, "tier slice")?;
         let partial =
             exact::add(row.tier.flat_amount, exact::mul(units, row.tier.unit_amount, "tier slice")?, "tier slice")?;
-        slices.push(row.slice(last, units, partial));
+        slices.push(row.slice(last, units, partial, currency));
         let exact = exact::add(row.before, partial, "graduated price")?;
         Ok(ChargeBreakdown { slices, exact })
     }
 
     /// Rounds the precomputed whole-tier slices to a currency's minor unit once, so pricing never rounds them
     /// again. Called by the price book, which knows its currency.
-    pub(crate) fn round_full_slices(&mut self, currency: crate::money::Currency) {
+    pub(crate) fn round_full_slices(&mut self, currency: Currency) {
         for row in &mut self.rows {
             if let Some(slice) = &mut row.full_slice {
-                slice.rounded = Some(currency.round(slice.exact, crate::money::Rounding::HalfAwayFromZero));
+                slice.amount = currency.round(slice.exact_amount, Rounding::HalfAwayFromZero);
             }
         }
+        self.rounded_for = Some(currency);
     }
 
     /// Volume price of `q`, exact: every unit at the rate of the tier the total reaches.
@@ -272,10 +293,10 @@ impl TierSchedule {
         exact::add(row.tier.flat_amount, units, "volume price")
     }
 
-    fn volume(&self, q: Quantity) -> Result<ChargeBreakdown> {
+    fn volume(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown> {
         let i = self.tier_index(q.value());
         let exact = self.volume_amount(q)?;
-        Ok(ChargeBreakdown { slices: vec![self.rows[i].slice(i, q.value(), exact)], exact })
+        Ok(ChargeBreakdown { slices: vec![self.rows[i].slice(i, q.value(), exact, currency)], exact })
     }
 
     /// The highest volume price of any quantity up to `q`.
@@ -303,7 +324,7 @@ impl TierSchedule {
 }
 
 impl Row {
-    fn slice(&self, index: usize, units: Decimal, exact: Decimal) -> Slice {
+    fn slice(&self, index: usize, units: Decimal, exact: Decimal, currency: Currency) -> Slice {
         Slice {
             tier: index + 1,
             from: self.start,
@@ -312,8 +333,8 @@ impl Row {
             unit_amount: self.tier.unit_amount,
             flat_amount: self.tier.flat_amount,
             packages: None,
-            exact,
-            rounded: None,
+            exact_amount: exact,
+            amount: currency.round(exact, Rounding::HalfAwayFromZero),
         }
     }
 }
@@ -329,11 +350,11 @@ impl Package {
 }
 
 impl ChargeModel {
-    /// The exact price of `q` with its tier slices.
+    /// The exact price of `q` with its tier slices, each slice also rounded to `currency`'s minor unit for display.
     ///
     /// # Errors
     /// [`crate::Error::Overflow`] when the exact amount does not fit in a `Decimal`.
-    pub fn price(&self, q: Quantity) -> Result<ChargeBreakdown> {
+    pub fn price(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown> {
         match self {
             ChargeModel::PerUnit { unit_amount } => {
                 let exact = exact::mul(q.value(), *unit_amount, "per-unit price")?;
@@ -345,13 +366,13 @@ impl ChargeModel {
                     unit_amount: *unit_amount,
                     flat_amount: Decimal::ZERO,
                     packages: None,
-                    exact,
-                    rounded: None,
+                    exact_amount: exact,
+                    amount: currency.round(exact, Rounding::HalfAwayFromZero),
                 };
                 Ok(ChargeBreakdown { slices: vec![slice], exact })
             }
-            ChargeModel::Graduated(t) => t.graduated(q),
-            ChargeModel::Volume(t) => t.volume(q),
+            ChargeModel::Graduated(t) => t.graduated(q, currency),
+            ChargeModel::Volume(t) => t.volume(q, currency),
             ChargeModel::Package(p) => {
                 let blocks = p.blocks(q)?;
                 let exact = exact::mul(blocks, p.amount, "package price")?;
@@ -363,8 +384,8 @@ impl ChargeModel {
                     unit_amount: p.amount,
                     flat_amount: Decimal::ZERO,
                     packages: Some(blocks),
-                    exact,
-                    rounded: None,
+                    exact_amount: exact,
+                    amount: currency.round(exact, Rounding::HalfAwayFromZero),
                 };
                 Ok(ChargeBreakdown { slices: vec![slice], exact })
             }
@@ -432,10 +453,10 @@ mod tests {
     fn graduated_prices_each_unit_in_its_own_tier() {
         let t = ChargeModel::Graduated(stripe_like());
         // 5·5 + 10 + 5·4 + 5 + 2·3 = 66
-        let b = t.price(q("12")).unwrap();
+        let b = t.price(q("12"), Currency::USD).unwrap();
         assert_eq!(b.exact, d("66"));
         assert_eq!(b.slices.len(), 3);
-        assert_eq!(b.slices.iter().map(|s| s.exact).sum::<Decimal>(), b.exact);
+        assert_eq!(b.slices.iter().map(|s| s.exact_amount).sum::<Decimal>(), b.exact);
         assert_eq!(t.amount(q("12")).unwrap(), d("66"));
     }
 
@@ -444,7 +465,7 @@ mod tests {
         let t = ChargeModel::Graduated(stripe_like());
         // Exactly 5 units stay in tier 1: the second tier's flat amount is not charged.
         assert_eq!(t.amount(q("5")).unwrap(), d("35"));
-        assert_eq!(t.price(q("5")).unwrap().slices.len(), 1);
+        assert_eq!(t.price(q("5"), Currency::USD).unwrap().slices.len(), 1);
         assert_eq!(t.amount(q("6")).unwrap(), d("44"));
     }
 
@@ -463,7 +484,7 @@ mod tests {
         assert_eq!(v.amount(q("12")).unwrap(), d("36"));
         assert_eq!(v.amount(q("10")).unwrap(), d("45"));
         assert_eq!(v.amount(q("5")).unwrap(), d("35"));
-        let b = v.price(q("12")).unwrap();
+        let b = v.price(q("12"), Currency::USD).unwrap();
         assert_eq!(b.slices.len(), 1);
         assert_eq!(b.slices[0].tier, 3);
     }
@@ -485,7 +506,7 @@ mod tests {
         assert_eq!(up.amount(q("201")).unwrap(), d("15"));
         assert_eq!(down.amount(q("201")).unwrap(), d("10"));
         assert_eq!(up.amount(q("200")).unwrap(), d("10"));
-        assert_eq!(up.price(q("201")).unwrap().slices[0].packages, Some(d("3")));
+        assert_eq!(up.price(q("201"), Currency::USD).unwrap().slices[0].packages, Some(d("3")));
         assert_eq!(up.amount(Quantity::ZERO).unwrap(), d("0"));
     }
 

@@ -47,7 +47,7 @@ pub mod spend_limit;
 pub mod wire;
 
 pub use bill::{
-    compute, Bill, CommitmentSummary, LimitSummary, Line, LineKind, LineTier, MeterAdmission, Stage,
+    compute, Bill, CommitmentSummary, LimitSummary, Line, LineKind, MeterAdmission, Stage,
 };
 pub use catalog::{
     Addon, Bracket, CommitmentOffer, Metered, PlatformAddon, PriceBook, Product, SpendLimitRules,

@@ -123,8 +123,8 @@ proptest! {
     #[test]
     fn graduated_price_is_the_sum_of_its_tier_slices(t in tiers(), n in quantity()) {
         let c = ChargeModel::Graduated(TierSchedule::new(t).unwrap());
-        let breakdown = c.price(n).unwrap();
-        prop_assert_eq!(breakdown.slices.iter().map(|s| s.exact).sum::<Decimal>(), breakdown.exact);
+        let breakdown = c.price(n, billing_core::Currency::USD).unwrap();
+        prop_assert_eq!(breakdown.slices.iter().map(|s| s.exact_amount).sum::<Decimal>(), breakdown.exact);
         prop_assert_eq!(breakdown.slices.iter().map(|s| s.units).sum::<Decimal>(), n.value());
         prop_assert_eq!(breakdown.exact, c.amount(n).unwrap());
     }
