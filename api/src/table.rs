@@ -25,7 +25,7 @@ pub fn render(bill: &Bill) -> String {
         };
         let indent = if line.kind == LineKind::Addon { "    + " } else { "  " };
         row(&mut out, &format!("{indent}{}", line.name), &quantity, line.amount);
-        for t in &line.tiers {
+        for t in line.tiers.iter().flat_map(billing_core::Slices::iter) {
             let range = match t.up_to {
                 Some(up_to) => format!("{} – {}", group(t.from), group(up_to)),
                 None => format!("over {}", group(t.from)),

@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Metered, PlatformAddon, PriceBook};
-use crate::charge::Slice;
+use crate::charge::Slices;
 use crate::commitment::{apply_credit, CommitmentTerms};
 use crate::error::{Error, Issue, Result};
 use crate::exact;
@@ -93,8 +93,8 @@ pub struct Line {
     /// The billed amount, at the currency's minor unit.
     pub amount: Decimal,
     /// How the amount is made: one entry per tier reached.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tiers: Vec<Slice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiers: Option<Slices>,
     /// An explanation for adjustment lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -240,35 +240,37 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
     for product in book.products() {
         let key = &product.metered.key;
         let limit = plan.limits.get(&**key);
-        let chosen = |m: &Metered, optional: bool| !optional || plan.optional.contains(&&*m.key);
-        // A product is quoted when a meter of its chosen charges has usage, an optional add-on of it is chosen,
-        // or it has a limit.
-        let quoted = limit.is_some()
-            || product
-                .charges()
-                .any(|(m, optional)| chosen(m, optional) && (optional || request.usage.contains_key(&*m.meter)));
-        if !quoted {
-            continue;
-        }
         meters.clear();
         offered.clear();
         group.clear();
-        let first = lines.len();
-        for (i, (m, optional)) in product.charges().enumerate() {
-            if !chosen(m, optional) {
+        // A product is quoted when a meter of its chosen charges has usage, an optional add-on of it is chosen,
+        // or it has a limit. One pass gathers the group and decides; a second prices it.
+        let mut quoted = limit.is_some();
+        for (m, optional) in product.charges() {
+            if optional && !plan.optional.contains(&&*m.key) {
                 continue;
             }
+            quoted |= optional;
             let index = match meters.iter().position(|x| **x == m.meter) {
                 Some(index) => index,
                 None => {
+                    let used = request.usage.get(&*m.meter);
+                    quoted |= used.is_some();
                     meters.push(&m.meter);
-                    offered.push(request.usage.get(&*m.meter).copied().unwrap_or(Quantity::ZERO));
+                    offered.push(used.copied().unwrap_or(Quantity::ZERO));
                     meters.len() - 1
                 }
             };
             group.push((&m.charge, index));
+        }
+        if !quoted {
+            continue;
+        }
+        let first = lines.len();
+        let charges = product.charges().filter(|(m, optional)| !optional || plan.optional.contains(&&*m.key));
+        for (i, ((m, _), (_, index))) in charges.zip(&group).enumerate() {
             let kind = if i == 0 { LineKind::Product } else { LineKind::Addon };
-            lines.push(usage_line(currency, key, m, kind, offered[index])?);
+            push_usage_line(&mut lines, currency, key, m, kind, offered[*index])?;
         }
         if let Some(limit) = limit {
             let admission = billable_usage(&group, &offered, net_factor, *limit)?;
@@ -306,7 +308,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                     unit: None,
                     exact_amount: exact::sub(billable_list, offered_list, "spend limit")?,
                     amount: exact::sub(billed, rounded_group, "spend limit")?,
-                    tiers: Vec::new(),
+                    tiers: None,
                     note: Some(format!(
                         "limit {} {}: usage past it is dropped, not billed",
                         limit.amount(),
@@ -355,7 +357,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             unit: None,
             exact_amount: full.exact,
             amount: full.rounded,
-            tiers: Vec::new(),
+            tiers: None,
             note: None,
         });
         if let (Some(from), Some(period)) = (from, request.period) {
@@ -372,7 +374,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
                     unit: None,
                     exact_amount: exact::sub(prorated.exact, full.exact, "proration")?,
                     amount: exact::sub(prorated.rounded, full.rounded, "proration")?,
-                    tiers: Vec::new(),
+                    tiers: None,
                     note: Some(format!(
                         "added {from}: billed for {} of the period's {} seconds",
                         proration.seconds, proration.of
@@ -383,6 +385,8 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
     }
 
     let subtotal = stage_sum(&lines, Stage::Charge)?;
+    // Later stages only add lines after the earlier ones: each sum reads just the lines its stage added.
+    let charged = lines.len();
     if let (Some(terms), None) = (&plan.terms, plan.credit_balance) {
         let discount = Amount::round(currency, -exact::mul(terms.discount, subtotal, "commitment discount")?);
         lines.push(Line {
@@ -395,7 +399,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             unit: None,
             exact_amount: discount.exact,
             amount: discount.rounded,
-            tiers: Vec::new(),
+            tiers: None,
             note: Some(format!(
                 "{} % off the list price for a yearly credit of {}",
                 (terms.discount * Decimal::ONE_HUNDRED).normalize(),
@@ -403,7 +407,8 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             )),
         });
     }
-    let discount = stage_sum(&lines, Stage::Discount)?;
+    let discount = stage_sum(&lines[charged..], Stage::Discount)?;
+    let discounted = lines.len();
     let total = exact::add(subtotal, discount, "total")?;
     if let Some(balance) = plan.credit_balance {
         let applied = apply_credit(total, balance).applied;
@@ -418,11 +423,11 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             unit: None,
             exact_amount: -applied,
             amount,
-            tiers: Vec::new(),
+            tiers: None,
             note: Some(format!("paid from a credit balance of {balance}")),
         });
     }
-    let credit_applied = stage_sum(&lines, Stage::Credit)?;
+    let credit_applied = stage_sum(&lines[discounted..], Stage::Credit)?;
     let amount_due = exact::add(total, credit_applied, "amount due")?;
     let commitment = match plan.terms {
         Some(terms) => Some(CommitmentSummary {
@@ -472,10 +477,18 @@ fn request_issue(path: &str, message: String) -> Error {
     Error::InvalidRequest(vec![Issue::new(path, message)])
 }
 
-fn usage_line(currency: Currency, product: &Arc<str>, m: &Metered, kind: LineKind, q: Quantity) -> Result<Line> {
+/// Prices one usage line and pushes it (built in place: a line is a few hundred bytes, not worth moving around).
+fn push_usage_line(
+    lines: &mut Vec<Line>,
+    currency: Currency,
+    product: &Arc<str>,
+    m: &Metered,
+    kind: LineKind,
+    q: Quantity,
+) -> Result<()> {
     let breakdown = m.charge.price(q, currency)?;
     let amount = Amount::round(currency, breakdown.exact);
-    Ok(Line {
+    lines.push(Line {
         key: m.key.clone(),
         name: m.name.clone(),
         kind,
@@ -485,16 +498,20 @@ fn usage_line(currency: Currency, product: &Arc<str>, m: &Metered, kind: LineKin
         unit: Some(m.unit.clone()),
         exact_amount: amount.exact,
         amount: amount.rounded,
-        tiers: breakdown.slices,
+        tiers: Some(breakdown.slices),
         note: None,
-    })
+    });
+    Ok(())
 }
 
 /// Checks a request against the book, collecting every problem.
 fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> {
     let mut issues = Vec::new();
+    // Both the request's meters and the book's are sorted: one merge pass checks them all.
+    let mut known = book.meters().iter().peekable();
     for meter in request.usage.keys() {
-        if !book.has_meter(meter) {
+        while known.next_if(|m| &***m < meter.as_str()).is_some() {}
+        if known.peek().is_none_or(|m| &***m != meter.as_str()) {
             issues.push(Issue::new(
                 format!("usage.{meter}"),
                 format!("no product or add-on is metered by `{meter}`"),

@@ -32,6 +32,8 @@ pub struct PriceBook {
     platform_addons: Vec<PlatformAddon>,
     commitment: Option<CommitmentOffer>,
     spend_limits: SpendLimitRules,
+    /// Every meter some product or add-on is priced on, sorted and without duplicates (derived).
+    meters: Vec<Arc<str>>,
 }
 
 /// A metered product and the add-ons billed beside it.
@@ -201,9 +203,12 @@ impl PriceBook {
 
     /// Whether some product or add-on is metered by `meter`.
     pub fn has_meter(&self, meter: &str) -> bool {
-        self.products
-            .iter()
-            .any(|p| &*p.metered.meter == meter || p.addons.iter().any(|a| &*a.metered.meter == meter))
+        self.meters.binary_search_by(|m| (**m).cmp(meter)).is_ok()
+    }
+
+    /// Every meter of the book, sorted.
+    pub fn meters(&self) -> &[Arc<str>] {
+        &self.meters
     }
 
     /// The version of `books` in force at `at`: the latest `effective_from` not after `at` (a book without one is
@@ -454,6 +459,13 @@ impl WireBook {
         }
         match currency {
             Some(currency) if issues.0.is_empty() => Ok(PriceBook {
+                meters: {
+                    let mut meters: Vec<Arc<str>> =
+                        products.iter().flat_map(Product::charges).map(|(m, _)| m.meter.clone()).collect();
+                    meters.sort();
+                    meters.dedup();
+                    meters
+                },
                 currency,
                 version: self.version,
                 effective_from: self.effective_from,

@@ -12,6 +12,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Issue, Result};
+use std::sync::Arc;
+
 use crate::exact;
 use crate::money::{Currency, Rounding};
 use crate::quantity::Quantity;
@@ -49,6 +51,12 @@ pub struct Tier {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierSchedule {
     rows: Vec<Row>,
+    /// The closed bounds as integers, when every bound is whole: whole quantities then find their tier by integer
+    /// comparison instead of `Decimal` comparison.
+    whole_bounds: Option<Vec<i128>>,
+    /// The slice each closed tier contributes when a quantity passes beyond it, computed once and shared by
+    /// every price (an `Arc`, so a line's breakdown costs no copy); rounded for `rounded_for`.
+    whole: Arc<[Slice]>,
     /// The currency whose minor unit the whole-tier slices are rounded to, once set by the price book.
     rounded_for: Option<Currency>,
 }
@@ -60,9 +68,6 @@ struct Row {
     start: Decimal,
     /// The price of the whole tier (flat + every unit), or `None` for the open last tier.
     full: Option<Decimal>,
-    /// The slice a quantity beyond this tier takes from it, ready to copy (`None` for the open last tier); its
-    /// rounded amount is valid for the schedule's `rounded_for` currency.
-    full_slice: Option<Slice>,
     /// Graduated price of all earlier tiers, flat amounts included.
     before: Decimal,
 }
@@ -92,9 +97,73 @@ pub enum PackageRounding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeBreakdown {
     /// One slice per tier reached (graduated), the tier applied (volume), or the single price (per unit, package).
-    pub slices: Vec<Slice>,
+    pub slices: Slices,
     /// Σ slice amounts, exact.
     pub exact: Decimal,
+}
+
+/// The tier slices of one price, in tier order: the whole tiers passed through (shared with the tier schedule,
+/// never copied) followed by the tier the quantity reached. Never empty. Serializes as a JSON array of [`Slice`].
+#[derive(Debug, Clone)]
+pub struct Slices {
+    whole: Option<Arc<[Slice]>>,
+    taken: usize,
+    last: Slice,
+}
+
+impl Slices {
+    /// A single slice.
+    pub fn one(slice: Slice) -> Slices {
+        Slices { whole: None, taken: 0, last: slice }
+    }
+
+    /// The slices, in tier order.
+    pub fn iter(&self) -> impl Iterator<Item = &Slice> + '_ {
+        self.whole.as_deref().map_or(&[][..], |w| &w[..self.taken]).iter().chain(std::iter::once(&self.last))
+    }
+
+    /// How many slices (at least one).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.taken + 1
+    }
+
+    /// The slice of the tier the quantity reached.
+    pub fn last(&self) -> &Slice {
+        &self.last
+    }
+}
+
+impl PartialEq for Slices {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Slices {}
+
+impl Serialize for Slices {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Slices {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mut all = Vec::<Slice>::deserialize(d)?;
+        let last =
+            all.pop().ok_or_else(|| serde::de::Error::invalid_length(0, &"at least one tier slice"))?;
+        let taken = all.len();
+        Ok(Slices { whole: (taken > 0).then(|| all.into()), taken, last })
+    }
+}
+
+/// `slices` with their display amounts rounded to `currency`.
+fn rounded(slices: &[Slice], currency: Currency) -> Arc<[Slice]> {
+    slices
+        .iter()
+        .map(|s| Slice { amount: currency.round(s.exact_amount, Rounding::HalfAwayFromZero), ..*s })
+        .collect()
 }
 
 /// The part of a price that one tier contributes: the `tiers` of an invoice line.
@@ -119,7 +188,11 @@ pub struct Slice {
     #[serde(serialize_with = "crate::wire::normalized")]
     pub flat_amount: Decimal,
     /// Packages billed, for the package model only.
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::wire::normalized_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::wire::normalized_option"
+    )]
     pub packages: Option<Decimal>,
     /// `flat_amount + units × unit_amount` (or `packages × unit_amount`), exact.
     #[serde(serialize_with = "crate::wire::normalized")]
@@ -199,6 +272,7 @@ impl TierSchedule {
 
     fn precompute(tiers: Vec<Tier>) -> Result<TierSchedule> {
         let mut rows = Vec::with_capacity(tiers.len());
+        let mut whole = Vec::with_capacity(tiers.len());
         let (mut start, mut before) = (Decimal::ZERO, Decimal::ZERO);
         for tier in tiers {
             let full = match tier.up_to {
@@ -209,11 +283,15 @@ impl TierSchedule {
                 }
                 None => None,
             };
-            let mut row = Row { tier, start, full, full_slice: None, before };
+            let row = Row { tier, start, full, before };
             if let (Some(up_to), Some(full)) = (tier.up_to, full) {
                 // Rounded for real once the book's currency is known (round_full_slices).
-                row.full_slice =
-                    Some(row.slice(rows.len(), exact::sub(up_to, start, "tier width")?, full, Currency::USD));
+                whole.push(row.slice(
+                    rows.len(),
+                    exact::sub(up_to, start, "tier width")?,
+                    full,
+                    Currency::USD,
+                ));
             }
             rows.push(row);
             if let (Some(up_to), Some(full)) = (tier.up_to, full) {
@@ -221,7 +299,12 @@ impl TierSchedule {
                 before = exact::add(before, full, "cumulative tier total")?;
             }
         }
-        Ok(TierSchedule { rows, rounded_for: None })
+        let whole_bounds = rows
+            .iter()
+            .filter_map(|r| r.tier.up_to)
+            .map(|b| (b.scale() == 0).then(|| b.mantissa()))
+            .collect::<Option<Vec<i128>>>();
+        Ok(TierSchedule { rows, whole_bounds, whole: whole.into(), rounded_for: None })
     }
 
     /// The tiers as given.
@@ -231,8 +314,16 @@ impl TierSchedule {
 
     /// Index of the tier a total quantity falls in: the first whose inclusive `up_to ≥ q`.
     fn tier_index(&self, q: Decimal) -> usize {
-        // Tables are short (≤ 10 tiers in practice), so a linear scan beats a binary search here.
-        self.rows.iter().position(|r| r.tier.up_to.is_none_or(|b| q <= b)).unwrap_or(self.rows.len() - 1)
+        // Tables are short (≤ 10 tiers in practice), so a linear scan beats a binary search here. The closed
+        // tiers come first; a quantity beyond all of them is in the open last tier.
+        let closed = self.rows.len() - 1;
+        match &self.whole_bounds {
+            Some(bounds) if q.scale() == 0 => {
+                let q = q.mantissa();
+                bounds.iter().position(|b| q <= *b).unwrap_or(closed)
+            }
+            _ => self.rows.iter().position(|r| r.tier.up_to.is_none_or(|b| q <= b)).unwrap_or(closed),
+        }
     }
 
     /// Graduated price of `q`, exact.
@@ -254,20 +345,22 @@ impl TierSchedule {
     fn graduated(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown> {
         let q = q.value();
         let last = self.tier_index(q);
-        let mut slices = Vec::with_capacity(last + 1);
         // Every tier before the last one reached is taken whole: its slice was computed with the schedule.
-        // (Only the open last tier lacks a full slice, and it is never before another.)
-        slices.extend(self.rows[..last].iter().filter_map(|r| r.full_slice));
-        if self.rounded_for != Some(currency) {
-            for s in &mut slices {
-                s.amount = currency.round(s.exact_amount, Rounding::HalfAwayFromZero);
+        let whole = (last > 0).then(|| {
+            if self.rounded_for == Some(currency) {
+                self.whole.clone()
+            } else {
+                rounded(&self.whole, currency)
             }
-        }
+        });
         let row = &self.rows[last];
         let units = exact::sub(q, row.start, "tier slice")?;
-        let partial =
-            exact::add(row.tier.flat_amount, exact::mul(units, row.tier.unit_amount, "tier slice")?, "tier slice")?;
-        slices.push(row.slice(last, units, partial, currency));
+        let partial = exact::add(
+            row.tier.flat_amount,
+            exact::mul(units, row.tier.unit_amount, "tier slice")?,
+            "tier slice",
+        )?;
+        let slices = Slices { whole, taken: last, last: row.slice(last, units, partial, currency) };
         let exact = exact::add(row.before, partial, "graduated price")?;
         Ok(ChargeBreakdown { slices, exact })
     }
@@ -275,11 +368,7 @@ impl TierSchedule {
     /// Rounds the precomputed whole-tier slices to a currency's minor unit once, so pricing never rounds them
     /// again. Called by the price book, which knows its currency.
     pub(crate) fn round_full_slices(&mut self, currency: Currency) {
-        for row in &mut self.rows {
-            if let Some(slice) = &mut row.full_slice {
-                slice.amount = currency.round(slice.exact_amount, Rounding::HalfAwayFromZero);
-            }
-        }
+        self.whole = rounded(&self.whole, currency);
         self.rounded_for = Some(currency);
     }
 
@@ -296,7 +385,7 @@ impl TierSchedule {
     fn volume(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown> {
         let i = self.tier_index(q.value());
         let exact = self.volume_amount(q)?;
-        Ok(ChargeBreakdown { slices: vec![self.rows[i].slice(i, q.value(), exact, currency)], exact })
+        Ok(ChargeBreakdown { slices: Slices::one(self.rows[i].slice(i, q.value(), exact, currency)), exact })
     }
 
     /// The highest volume price of any quantity up to `q`.
@@ -369,7 +458,7 @@ impl ChargeModel {
                     exact_amount: exact,
                     amount: currency.round(exact, Rounding::HalfAwayFromZero),
                 };
-                Ok(ChargeBreakdown { slices: vec![slice], exact })
+                Ok(ChargeBreakdown { slices: Slices::one(slice), exact })
             }
             ChargeModel::Graduated(t) => t.graduated(q, currency),
             ChargeModel::Volume(t) => t.volume(q, currency),
@@ -387,7 +476,7 @@ impl ChargeModel {
                     exact_amount: exact,
                     amount: currency.round(exact, Rounding::HalfAwayFromZero),
                 };
-                Ok(ChargeBreakdown { slices: vec![slice], exact })
+                Ok(ChargeBreakdown { slices: Slices::one(slice), exact })
             }
         }
     }
@@ -486,7 +575,7 @@ mod tests {
         assert_eq!(v.amount(q("5")).unwrap(), d("35"));
         let b = v.price(q("12"), Currency::USD).unwrap();
         assert_eq!(b.slices.len(), 1);
-        assert_eq!(b.slices[0].tier, 3);
+        assert_eq!(b.slices.last().tier, 3);
     }
 
     #[test]
@@ -506,7 +595,7 @@ mod tests {
         assert_eq!(up.amount(q("201")).unwrap(), d("15"));
         assert_eq!(down.amount(q("201")).unwrap(), d("10"));
         assert_eq!(up.amount(q("200")).unwrap(), d("10"));
-        assert_eq!(up.price(q("201"), Currency::USD).unwrap().slices[0].packages, Some(d("3")));
+        assert_eq!(up.price(q("201"), Currency::USD).unwrap().slices.last().packages, Some(d("3")));
         assert_eq!(up.amount(Quantity::ZERO).unwrap(), d("0"));
     }
 

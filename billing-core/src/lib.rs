@@ -46,13 +46,11 @@ pub mod request;
 pub mod spend_limit;
 pub mod wire;
 
-pub use bill::{
-    compute, Bill, CommitmentSummary, LimitSummary, Line, LineKind, MeterAdmission, Stage,
-};
+pub use bill::{compute, Bill, CommitmentSummary, LimitSummary, Line, LineKind, MeterAdmission, Stage};
 pub use catalog::{
     Addon, Bracket, CommitmentOffer, Metered, PlatformAddon, PriceBook, Product, SpendLimitRules,
 };
-pub use charge::{ChargeBreakdown, ChargeModel, Package, PackageRounding, Slice, Tier, TierSchedule};
+pub use charge::{ChargeBreakdown, ChargeModel, Package, PackageRounding, Slice, Slices, Tier, TierSchedule};
 pub use commitment::{apply_credit, release_schedule, CommitmentTerms, CreditApplication};
 pub use error::{Error, Issue, Result};
 pub use money::{Amount, Currency, Rounding};

@@ -150,7 +150,12 @@ impl Rounding {
 
 /// Rounds `exact` to `places` decimal places and pads it to exactly that many.
 pub(crate) fn round_to(exact: Decimal, places: u32, rounding: Rounding) -> Decimal {
-    let mut r = exact.round_dp_with_strategy(places, rounding.strategy());
+    // An amount with no more places than asked for needs no rounding, only padding (the common case: 274.4).
+    let mut r = if exact.scale() <= places {
+        exact
+    } else {
+        exact.round_dp_with_strategy(places, rounding.strategy())
+    };
     // Raising the scale only appends zeros, so it is exact.
     if r.scale() < places {
         r.rescale(places);

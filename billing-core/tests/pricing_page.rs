@@ -76,8 +76,7 @@ fn the_default_price_book_keeps_the_published_keys_and_meters() {
     assert_eq!(keys.len(), 14);
     assert_eq!(keys[0], ("product_analytics", "events"));
     assert_eq!(keys[13], ("workflows_emails", "workflow_emails"));
-    let addons: Vec<&str> =
-        book.products().iter().flat_map(|p| &p.addons).map(|a| &*a.metered.key).collect();
+    let addons: Vec<&str> = book.products().iter().flat_map(|p| &p.addons).map(|a| &*a.metered.key).collect();
     assert_eq!(
         addons,
         [
