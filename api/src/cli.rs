@@ -117,7 +117,7 @@ fn run(cli: Cli, stdin: &mut dyn Read, stdout: &mut dyn Write) -> Result<(), Fai
     }
 }
 
-fn write_bill(out: &mut dyn Write, bill: &Bill, format: Format) -> Result<(), Failure> {
+fn write_bill(out: &mut dyn Write, bill: &Bill<'_>, format: Format) -> Result<(), Failure> {
     let text = match format {
         Format::Json => {
             serde_json::to_string_pretty(bill).map_err(|e| Failure::Output(io::Error::other(e)))?

@@ -9,7 +9,7 @@ const WIDTH: usize = 96;
 
 /// Renders a bill as an aligned table: every line with its tiers, then subtotal, discount, total, credit and
 /// amount due, then the commitment and spend-limit summaries.
-pub fn render(bill: &Bill) -> String {
+pub fn render(bill: &Bill<'_>) -> String {
     let mut out = String::new();
     let version =
         bill.price_book_version.as_deref().map(|v| format!(" · price book {v}")).unwrap_or_default();
@@ -105,7 +105,7 @@ pub fn render(bill: &Bill) -> String {
     out
 }
 
-fn adjustments(out: &mut String, bill: &Bill, stage: Stage) {
+fn adjustments(out: &mut String, bill: &Bill<'_>, stage: Stage) {
     for line in bill.lines.iter().filter(|l| l.kind.stage() == stage) {
         row(out, &format!("  {}", line.name), "", line.amount);
         if let Some(note) = &line.note {

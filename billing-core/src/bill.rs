@@ -16,6 +16,7 @@
 //! 6. **Prepaid credit** (invoice view, when a credit balance is given, instead of step 5): `−min(balance, total)`.
 //!    **Amount due** = total + credit.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ use crate::spend_limit::{billable_usage, thresholds_reached, LimitState, SpendLi
 /// A priced bill: a quote of hypothetical usage or an invoice of measured usage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Bill {
+pub struct Bill<'book> {
     /// Currency of every amount.
     pub currency: Currency,
     /// Version of the price book used.
@@ -46,7 +47,7 @@ pub struct Bill {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period: Option<BillingPeriod>,
     /// Every line, in pipeline order.
-    pub lines: Vec<Line>,
+    pub lines: Vec<Line<'book>>,
     /// Σ rounded charge-stage lines (usage, spend limits, platform add-ons, proration): the list price.
     pub subtotal: Decimal,
     /// Σ discount lines (zero or negative).
@@ -65,28 +66,67 @@ pub struct Bill {
     pub spend_limits: Vec<LimitSummary>,
 }
 
+impl Bill<'_> {
+    /// The same bill, owning its text instead of borrowing it from the price book (to keep it after the book).
+    pub fn into_owned(self) -> Bill<'static> {
+        Bill {
+            currency: self.currency,
+            price_book_version: self.price_book_version,
+            period: self.period,
+            lines: self.lines.into_iter().map(Line::into_owned).collect(),
+            subtotal: self.subtotal,
+            discount: self.discount,
+            total: self.total,
+            credit_applied: self.credit_applied,
+            amount_due: self.amount_due,
+            commitment: self.commitment,
+            spend_limits: self.spend_limits,
+        }
+    }
+}
+
+impl Line<'_> {
+    /// The same line, owning its text.
+    pub fn into_owned(self) -> Line<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        Line {
+            key: own(self.key),
+            name: own(self.name),
+            kind: self.kind,
+            product: self.product.map(own),
+            meter: self.meter.map(own),
+            quantity: self.quantity,
+            unit: self.unit.map(own),
+            exact_amount: self.exact_amount,
+            amount: self.amount,
+            tiers: self.tiers,
+            note: self.note,
+        }
+    }
+}
+
 /// One line of a bill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Line {
+pub struct Line<'book> {
     /// Product, add-on or platform add-on key; for adjustments, the key they adjust (or `commitment`, `credit`).
-    pub key: Arc<str>,
+    pub key: Cow<'book, str>,
     /// Display name.
-    pub name: Arc<str>,
+    pub name: Cow<'book, str>,
     /// What kind of line this is.
     pub kind: LineKind,
     /// The product group the line belongs to (product and add-on lines, and their spend-limit line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product: Option<Arc<str>>,
+    pub product: Option<Cow<'book, str>>,
     /// The meter priced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meter: Option<Arc<str>>,
+    pub meter: Option<Cow<'book, str>>,
     /// Quantity priced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<Quantity>,
     /// Unit of the quantity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<Arc<str>>,
+    pub unit: Option<Cow<'book, str>>,
     /// The exact amount, never rounded.
     #[serde(serialize_with = "crate::wire::normalized")]
     pub exact_amount: Decimal,
@@ -226,7 +266,7 @@ struct Plan<'b> {
 /// assert_eq!(bill.total.to_string(), "324.40");
 /// # Ok::<(), billing_core::Error>(())
 /// ```
-pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
+pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<Bill<'book>> {
     let plan = resolve(book, request)?;
     let currency = book.currency();
     let net_factor = plan.terms.as_ref().map_or(Decimal::ONE, CommitmentTerms::net_factor);
@@ -299,10 +339,10 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             };
             if admission.reached || over {
                 lines.push(Line {
-                    key: key.clone(),
-                    name: format!("{} spend limit", product.metered.name).into(),
+                    key: Cow::Borrowed(key),
+                    name: Cow::Owned(format!("{} spend limit", product.metered.name)),
                     kind: LineKind::SpendLimit,
-                    product: Some(key.clone()),
+                    product: Some(Cow::Borrowed(key)),
                     meter: None,
                     quantity: None,
                     unit: None,
@@ -348,8 +388,8 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
     for (addon, from) in &plan.platform {
         let full = Amount::round(currency, addon.monthly_price);
         lines.push(Line {
-            key: addon.key.clone(),
-            name: addon.name.clone(),
+            key: Cow::Borrowed(&addon.key),
+            name: Cow::Borrowed(&addon.name),
             kind: LineKind::PlatformAddon,
             product: None,
             meter: None,
@@ -365,8 +405,8 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
             if !proration.is_full() {
                 let prorated = Amount::round(currency, proration.apply(addon.monthly_price)?);
                 lines.push(Line {
-                    key: addon.key.clone(),
-                    name: format!("{} proration", addon.name).into(),
+                    key: Cow::Borrowed(&addon.key),
+                    name: Cow::Owned(format!("{} proration", addon.name)),
                     kind: LineKind::Proration,
                     product: None,
                     meter: None,
@@ -390,8 +430,8 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
     if let (Some(terms), None) = (&plan.terms, plan.credit_balance) {
         let discount = Amount::round(currency, -exact::mul(terms.discount, subtotal, "commitment discount")?);
         lines.push(Line {
-            key: "commitment".into(),
-            name: "Commitment discount".into(),
+            key: Cow::Borrowed("commitment"),
+            name: Cow::Borrowed("Commitment discount"),
             kind: LineKind::CommitmentDiscount,
             product: None,
             meter: None,
@@ -414,8 +454,8 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
         let applied = apply_credit(total, balance).applied;
         let amount = currency.round(-applied, Rounding::HalfAwayFromZero);
         lines.push(Line {
-            key: "credit".into(),
-            name: "Prepaid credit".into(),
+            key: Cow::Borrowed("credit"),
+            name: Cow::Borrowed("Prepaid credit"),
             kind: LineKind::PrepaidCredit,
             product: None,
             meter: None,
@@ -469,7 +509,7 @@ pub fn compute(book: &PriceBook, request: &QuoteRequest) -> Result<Bill> {
     })
 }
 
-fn stage_sum(lines: &[Line], stage: Stage) -> Result<Decimal> {
+fn stage_sum(lines: &[Line<'_>], stage: Stage) -> Result<Decimal> {
     exact::sum(lines.iter().filter(|l| l.kind.stage() == stage).map(|l| l.amount), "subtotal")
 }
 
@@ -478,24 +518,24 @@ fn request_issue(path: &str, message: String) -> Error {
 }
 
 /// Prices one usage line and pushes it (built in place: a line is a few hundred bytes, not worth moving around).
-fn push_usage_line(
-    lines: &mut Vec<Line>,
+fn push_usage_line<'book>(
+    lines: &mut Vec<Line<'book>>,
     currency: Currency,
-    product: &Arc<str>,
-    m: &Metered,
+    product: &'book str,
+    m: &'book Metered,
     kind: LineKind,
     q: Quantity,
 ) -> Result<()> {
     let breakdown = m.charge.price(q, currency)?;
     let amount = Amount::round(currency, breakdown.exact);
     lines.push(Line {
-        key: m.key.clone(),
-        name: m.name.clone(),
+        key: Cow::Borrowed(&m.key),
+        name: Cow::Borrowed(&m.name),
         kind,
-        product: Some(product.clone()),
-        meter: Some(m.meter.clone()),
+        product: Some(Cow::Borrowed(product)),
+        meter: Some(Cow::Borrowed(&m.meter)),
         quantity: Some(q),
-        unit: Some(m.unit.clone()),
+        unit: Some(Cow::Borrowed(&m.unit)),
         exact_amount: amount.exact,
         amount: amount.rounded,
         tiers: Some(breakdown.slices),

@@ -21,7 +21,7 @@ fn page_dollars(total: Decimal) -> Decimal {
 }
 
 #[track_caller]
-fn check(case: &Value, bill: &Bill) {
+fn check(case: &Value, bill: &Bill<'_>) {
     let name = case["name"].as_str().unwrap_or_default();
     assert_eq!(bill.total, d(&case["total"]), "{name}: total");
     assert_eq!(

@@ -104,11 +104,11 @@ fn request(with_limits: bool, with_commitment: bool) -> impl Strategy<Value = Va
         })
 }
 
-fn price(book: &PriceBook, request: &Value) -> Bill {
+fn price<'b>(book: &'b PriceBook, request: &Value) -> Bill<'b> {
     compute(book, &QuoteRequest::from_json(&request.to_string()).unwrap()).unwrap()
 }
 
-fn stage_sum(bill: &Bill, stage: Stage) -> Decimal {
+fn stage_sum(bill: &Bill<'_>, stage: Stage) -> Decimal {
     bill.lines.iter().filter(|l| l.kind.stage() == stage).map(|l| l.amount).sum()
 }
 
@@ -215,7 +215,7 @@ proptest! {
         let book = PriceBook::default_book().unwrap();
         let bill = price(&book, &r);
         let json = serde_json::to_string(&bill).unwrap();
-        let back: Bill = serde_json::from_str(&json).unwrap();
+        let back: Bill<'static> = serde_json::from_str(&json).unwrap();
         prop_assert_eq!(&back, &bill);
         prop_assert_eq!(serde_json::to_string(&back).unwrap(), json);
     }
