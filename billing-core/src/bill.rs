@@ -18,7 +18,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -99,7 +98,7 @@ impl Line<'_> {
             unit: self.unit.map(own),
             exact_amount: self.exact_amount,
             amount: self.amount,
-            tiers: self.tiers,
+            tiers: self.tiers.map(Slices::into_owned),
             note: self.note,
         }
     }
@@ -134,7 +133,7 @@ pub struct Line<'book> {
     pub amount: Decimal,
     /// How the amount is made: one entry per tier reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tiers: Option<Slices>,
+    pub tiers: Option<Slices<'book>>,
     /// An explanation for adjustment lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -244,6 +243,8 @@ pub struct MeterAdmission {
 
 /// The choices of a request, resolved against the book.
 struct Plan<'b> {
+    /// The request's usage by meter index ([`PriceBook::meters`]).
+    usage: Vec<Option<Quantity>>,
     optional: Vec<&'b str>,
     platform: Vec<(&'b PlatformAddon, Option<chrono::DateTime<chrono::Utc>>)>,
     limits: BTreeMap<&'b str, SpendLimit>,
@@ -273,7 +274,7 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
     let mut lines = Vec::with_capacity(32);
     let mut spend_limits = Vec::new();
     // Reused from product to product: the group's distinct meters, their offered usage, and its charges.
-    let mut meters: Vec<&Arc<str>> = Vec::with_capacity(4);
+    let mut meters: Vec<usize> = Vec::with_capacity(4);
     let mut offered: Vec<Quantity> = Vec::with_capacity(4);
     let mut group: Vec<(&crate::ChargeModel, usize)> = Vec::with_capacity(4);
 
@@ -291,13 +292,13 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
                 continue;
             }
             quoted |= optional;
-            let index = match meters.iter().position(|x| **x == m.meter) {
+            let index = match meters.iter().position(|x| *x == m.meter_index()) {
                 Some(index) => index,
                 None => {
-                    let used = request.usage.get(&*m.meter);
+                    let used = plan.usage[m.meter_index()];
                     quoted |= used.is_some();
-                    meters.push(&m.meter);
-                    offered.push(used.copied().unwrap_or(Quantity::ZERO));
+                    meters.push(m.meter_index());
+                    offered.push(used.unwrap_or(Quantity::ZERO));
                     meters.len() - 1
                 }
             };
@@ -373,7 +374,7 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
                     .zip(offered.iter().zip(&admission.billable))
                     .map(|(meter, (o, b))| {
                         Ok(MeterAdmission {
-                            meter: meter.to_string(),
+                            meter: book.meters()[*meter].to_string(),
                             offered: *o,
                             billable: *b,
                             dropped: Quantity::new(o.value() - b.value())
@@ -548,17 +549,20 @@ fn push_usage_line<'book>(
 fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> {
     let mut issues = Vec::new();
     // Both the request's meters and the book's are sorted: one merge pass checks them all.
-    let mut known = book.meters().iter().peekable();
-    for meter in request.usage.keys() {
-        while known.next_if(|m| &***m < meter.as_str()).is_some() {}
-        if known.peek().is_none_or(|m| &***m != meter.as_str()) {
-            issues.push(Issue::new(
+    let mut usage = vec![None; book.meters().len()];
+    let mut known = book.meters().iter().enumerate().peekable();
+    for (meter, quantity) in &request.usage {
+        while known.next_if(|(_, m)| &***m < meter.as_str()).is_some() {}
+        match known.peek() {
+            Some((i, m)) if &***m == meter.as_str() => usage[*i] = Some(*quantity),
+            _ => issues.push(Issue::new(
                 format!("usage.{meter}"),
                 format!("no product or add-on is metered by `{meter}`"),
-            ));
+            )),
         }
     }
     let mut plan = Plan {
+        usage,
         optional: Vec::new(),
         platform: Vec::new(),
         limits: BTreeMap::new(),

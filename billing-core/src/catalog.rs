@@ -69,6 +69,16 @@ pub struct Metered {
     pub description: Option<String>,
     /// How a quantity is priced.
     pub charge: ChargeModel,
+    /// Position of `meter` in [`PriceBook::meters`] (set when the book is validated), so pricing finds a meter's
+    /// usage by index instead of by name.
+    meter_index: usize,
+}
+
+impl Metered {
+    /// Position of this charge's meter in [`PriceBook::meters`].
+    pub fn meter_index(&self) -> usize {
+        self.meter_index
+    }
 }
 
 /// A flat monthly add-on of the whole platform, prorated by the second when added mid-period.
@@ -459,13 +469,7 @@ impl WireBook {
         }
         match currency {
             Some(currency) if issues.0.is_empty() => Ok(PriceBook {
-                meters: {
-                    let mut meters: Vec<Arc<str>> =
-                        products.iter().flat_map(Product::charges).map(|(m, _)| m.meter.clone()).collect();
-                    meters.sort();
-                    meters.dedup();
-                    meters
-                },
+                meters: index_meters(&mut products),
                 currency,
                 version: self.version,
                 effective_from: self.effective_from,
@@ -478,6 +482,23 @@ impl WireBook {
             _ => Err(issues.0),
         }
     }
+}
+
+/// The book's meters, sorted and without duplicates; sets each charge's `meter_index` into that list.
+fn index_meters(products: &mut [Product]) -> Vec<Arc<str>> {
+    let mut meters: Vec<Arc<str>> =
+        products.iter().flat_map(Product::charges).map(|(m, _)| m.meter.clone()).collect();
+    meters.sort();
+    meters.dedup();
+    for product in products.iter_mut() {
+        let charges =
+            std::iter::once(&mut product.metered).chain(product.addons.iter_mut().map(|a| &mut a.metered));
+        for m in charges {
+            // Every meter is in the list: it was built from these very charges.
+            m.meter_index = meters.binary_search(&m.meter).unwrap_or_default();
+        }
+    }
+    meters
 }
 
 fn check_key(key: &str, path: &str, keys: &mut Vec<(String, String)>, issues: &mut Issues) {
@@ -562,6 +583,7 @@ impl WireCharge {
             meter: self.meter.as_str().into(),
             description: self.description.clone(),
             charge,
+            meter_index: 0,
         })
     }
 

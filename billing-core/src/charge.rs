@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Issue, Result};
-use std::sync::Arc;
+use std::borrow::Cow;
 
 use crate::exact;
 use crate::money::{Currency, Rounding};
@@ -54,9 +54,12 @@ pub struct TierSchedule {
     /// The closed bounds as integers, when every bound is whole: whole quantities then find their tier by integer
     /// comparison instead of `Decimal` comparison.
     whole_bounds: Option<Vec<i128>>,
-    /// The slice each closed tier contributes when a quantity passes beyond it, computed once and shared by
-    /// every price (an `Arc`, so a line's breakdown costs no copy); rounded for `rounded_for`.
-    whole: Arc<[Slice]>,
+    /// The schedule in scaled integers, when its bounds are whole and its amounts fit: whole quantities are then
+    /// priced in `i128`, the very same values in far fewer cycles (see [`Fixed`]).
+    fixed: Option<Fixed>,
+    /// The slice each closed tier contributes when a quantity passes beyond it, computed once and borrowed by
+    /// every price (a line's breakdown copies none of them); rounded for `rounded_for`.
+    whole: Vec<Slice>,
     /// The currency whose minor unit the whole-tier slices are rounded to, once set by the price book.
     rounded_for: Option<Currency>,
 }
@@ -70,6 +73,69 @@ struct Row {
     full: Option<Decimal>,
     /// Graduated price of all earlier tiers, flat amounts included.
     before: Decimal,
+}
+
+/// A tier schedule in scaled integers: every amount times `10^scale`, every bound a whole number.
+///
+/// A graduated price is `before + flat + (q − start) × unit`; with whole `q` that is integer arithmetic, done here in
+/// `i128` with checked operations and turned into a `Decimal` with the same scale. Any overflow (or a quantity with
+/// decimals) falls back to the `Decimal` path, so results never differ, only their cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fixed {
+    scale: u32,
+    rows: Vec<FixedRow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FixedRow {
+    start: i128,
+    unit: i128,
+    flat: i128,
+    before: i128,
+}
+
+impl Fixed {
+    /// Amounts need at most this many decimal places for the integer path (10^4 · 10^18 per unit times 10^12
+    /// units stays far inside an `i128`, and the checked operations guard the rest).
+    const MAX_SCALE: u32 = 18;
+
+    fn new(rows: &[Row]) -> Option<Fixed> {
+        let amounts = || rows.iter().flat_map(|r| [r.tier.unit_amount, r.tier.flat_amount, r.before]);
+        let scale = amounts().map(|v| v.normalize().scale()).max()?;
+        if scale > Self::MAX_SCALE {
+            return None;
+        }
+        let scaled = |v: Decimal| {
+            let v = v.normalize();
+            v.mantissa().checked_mul(10_i128.checked_pow(scale - v.scale())?)
+        };
+        let rows = rows
+            .iter()
+            .map(|r| {
+                let start = r.start.normalize();
+                Some(FixedRow {
+                    start: (start.scale() == 0).then(|| start.mantissa())?,
+                    unit: scaled(r.tier.unit_amount)?,
+                    flat: scaled(r.tier.flat_amount)?,
+                    before: scaled(r.before)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Fixed { scale, rows })
+    }
+
+    /// `(units in the tier, partial = flat + units × unit, total = before + partial)` for a whole `q` in tier `i`.
+    fn graduated(&self, q: Decimal, i: usize) -> Option<(Decimal, Decimal, Decimal)> {
+        if q.scale() != 0 {
+            return None;
+        }
+        let r = &self.rows[i];
+        let units = q.mantissa().checked_sub(r.start)?;
+        let partial = units.checked_mul(r.unit)?.checked_add(r.flat)?;
+        let total = partial.checked_add(r.before)?;
+        let dec = |v: i128, scale: u32| Decimal::try_from_i128_with_scale(v, scale).ok();
+        Some((dec(units, 0)?, dec(partial, self.scale)?, dec(total, self.scale)?))
+    }
 }
 
 /// Block pricing: `ceil(q / size)` (or `floor`) blocks at `amount` each.
@@ -95,71 +161,67 @@ pub enum PackageRounding {
 
 /// The exact price of a quantity, with the tier slices that explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChargeBreakdown {
+pub struct ChargeBreakdown<'a> {
     /// One slice per tier reached (graduated), the tier applied (volume), or the single price (per unit, package).
-    pub slices: Slices,
+    pub slices: Slices<'a>,
     /// Σ slice amounts, exact.
     pub exact: Decimal,
 }
 
-/// The tier slices of one price, in tier order: the whole tiers passed through (shared with the tier schedule,
-/// never copied) followed by the tier the quantity reached. Never empty. Serializes as a JSON array of [`Slice`].
-#[derive(Debug, Clone)]
-pub struct Slices {
-    whole: Option<Arc<[Slice]>>,
-    taken: usize,
+/// The tier slices of one price, in tier order: the whole tiers passed through (borrowed from the tier schedule,
+/// which computed them once) followed by the tier the quantity reached. Never empty. Serializes as a JSON array
+/// of [`Slice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slices<'a> {
+    whole: Cow<'a, [Slice]>,
     last: Slice,
 }
 
-impl Slices {
+impl Slices<'_> {
     /// A single slice.
-    pub fn one(slice: Slice) -> Slices {
-        Slices { whole: None, taken: 0, last: slice }
+    pub fn one(slice: Slice) -> Slices<'static> {
+        Slices { whole: Cow::Borrowed(&[]), last: slice }
     }
 
     /// The slices, in tier order.
     pub fn iter(&self) -> impl Iterator<Item = &Slice> + '_ {
-        self.whole.as_deref().map_or(&[][..], |w| &w[..self.taken]).iter().chain(std::iter::once(&self.last))
+        self.whole.iter().chain(std::iter::once(&self.last))
     }
 
     /// How many slices (at least one).
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
-        self.taken + 1
+        self.whole.len() + 1
     }
 
     /// The slice of the tier the quantity reached.
     pub fn last(&self) -> &Slice {
         &self.last
     }
-}
 
-impl PartialEq for Slices {
-    fn eq(&self, other: &Self) -> bool {
-        self.iter().eq(other.iter())
+    /// The same slices, owned (to outlive the price book).
+    pub fn into_owned(self) -> Slices<'static> {
+        Slices { whole: Cow::Owned(self.whole.into_owned()), last: self.last }
     }
 }
 
-impl Eq for Slices {}
-
-impl Serialize for Slices {
+impl Serialize for Slices<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
     }
 }
 
-impl<'de> Deserialize<'de> for Slices {
+impl<'de> Deserialize<'de> for Slices<'_> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let mut all = Vec::<Slice>::deserialize(d)?;
         let last =
             all.pop().ok_or_else(|| serde::de::Error::invalid_length(0, &"at least one tier slice"))?;
-        let taken = all.len();
-        Ok(Slices { whole: (taken > 0).then(|| all.into()), taken, last })
+        Ok(Slices { whole: Cow::Owned(all), last })
     }
 }
 
 /// `slices` with their display amounts rounded to `currency`.
-fn rounded(slices: &[Slice], currency: Currency) -> Arc<[Slice]> {
+fn rounded(slices: &[Slice], currency: Currency) -> Vec<Slice> {
     slices
         .iter()
         .map(|s| Slice { amount: currency.round(s.exact_amount, Rounding::HalfAwayFromZero), ..*s })
@@ -304,7 +366,8 @@ impl TierSchedule {
             .filter_map(|r| r.tier.up_to)
             .map(|b| (b.scale() == 0).then(|| b.mantissa()))
             .collect::<Option<Vec<i128>>>();
-        Ok(TierSchedule { rows, whole_bounds, whole: whole.into(), rounded_for: None })
+        let fixed = whole_bounds.as_ref().and_then(|_| Fixed::new(&rows));
+        Ok(TierSchedule { rows, whole_bounds, fixed, whole, rounded_for: None })
     }
 
     /// The tiers as given.
@@ -332,7 +395,11 @@ impl TierSchedule {
     /// [`crate::Error::Overflow`] when the exact amount does not fit.
     pub fn graduated_amount(&self, q: Quantity) -> Result<Decimal> {
         let q = q.value();
-        let row = &self.rows[self.tier_index(q)];
+        let i = self.tier_index(q);
+        if let Some((_, _, total)) = self.fixed.as_ref().and_then(|f| f.graduated(q, i)) {
+            return Ok(total);
+        }
+        let row = &self.rows[i];
         let units = exact::sub(q, row.start, "graduated price")?;
         let partial = exact::mul(units, row.tier.unit_amount, "graduated price")?;
         exact::add(
@@ -342,26 +409,29 @@ impl TierSchedule {
         )
     }
 
-    fn graduated(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown> {
+    fn graduated(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown<'_>> {
         let q = q.value();
         let last = self.tier_index(q);
         // Every tier before the last one reached is taken whole: its slice was computed with the schedule.
-        let whole = (last > 0).then(|| {
-            if self.rounded_for == Some(currency) {
-                self.whole.clone()
-            } else {
-                rounded(&self.whole, currency)
-            }
-        });
+        let whole = if self.rounded_for == Some(currency) {
+            Cow::Borrowed(&self.whole[..last])
+        } else {
+            Cow::Owned(rounded(&self.whole[..last], currency))
+        };
         let row = &self.rows[last];
-        let units = exact::sub(q, row.start, "tier slice")?;
-        let partial = exact::add(
-            row.tier.flat_amount,
-            exact::mul(units, row.tier.unit_amount, "tier slice")?,
-            "tier slice",
-        )?;
-        let slices = Slices { whole, taken: last, last: row.slice(last, units, partial, currency) };
-        let exact = exact::add(row.before, partial, "graduated price")?;
+        let (units, partial, exact) = match self.fixed.as_ref().and_then(|f| f.graduated(q, last)) {
+            Some(parts) => parts,
+            None => {
+                let units = exact::sub(q, row.start, "tier slice")?;
+                let partial = exact::add(
+                    row.tier.flat_amount,
+                    exact::mul(units, row.tier.unit_amount, "tier slice")?,
+                    "tier slice",
+                )?;
+                (units, partial, exact::add(row.before, partial, "graduated price")?)
+            }
+        };
+        let slices = Slices { whole, last: row.slice(last, units, partial, currency) };
         Ok(ChargeBreakdown { slices, exact })
     }
 
@@ -382,7 +452,7 @@ impl TierSchedule {
         exact::add(row.tier.flat_amount, units, "volume price")
     }
 
-    fn volume(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown> {
+    fn volume(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown<'static>> {
         let i = self.tier_index(q.value());
         let exact = self.volume_amount(q)?;
         Ok(ChargeBreakdown { slices: Slices::one(self.rows[i].slice(i, q.value(), exact, currency)), exact })
@@ -443,7 +513,7 @@ impl ChargeModel {
     ///
     /// # Errors
     /// [`crate::Error::Overflow`] when the exact amount does not fit in a `Decimal`.
-    pub fn price(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown> {
+    pub fn price(&self, q: Quantity, currency: Currency) -> Result<ChargeBreakdown<'_>> {
         match self {
             ChargeModel::PerUnit { unit_amount } => {
                 let exact = exact::mul(q.value(), *unit_amount, "per-unit price")?;

@@ -154,7 +154,8 @@ pub(crate) fn round_to(exact: Decimal, places: u32, rounding: Rounding) -> Decim
     let mut r = if exact.scale() <= places {
         exact
     } else {
-        exact.round_dp_with_strategy(places, rounding.strategy())
+        round_small(exact, places, rounding)
+            .unwrap_or_else(|| exact.round_dp_with_strategy(places, rounding.strategy()))
     };
     // Raising the scale only appends zeros, so it is exact.
     if r.scale() < places {
@@ -165,6 +166,21 @@ pub(crate) fn round_to(exact: Decimal, places: u32, rounding: Rounding) -> Decim
         r.set_sign_positive(true);
     }
     r
+}
+
+/// Rounds a decimal whose mantissa fits a `u64` with one integer division, instead of rust_decimal's digit-by-digit
+/// rescaling (most amounts: 88,720.2512345 has a 12-digit mantissa). `None` for anything larger.
+fn round_small(exact: Decimal, places: u32, rounding: Rounding) -> Option<Decimal> {
+    let shift = exact.scale().checked_sub(places)?;
+    let divisor = 10_u64.checked_pow(shift)?;
+    let magnitude = u64::try_from(exact.mantissa().unsigned_abs()).ok()?;
+    let (mut q, r) = (magnitude / divisor, magnitude % divisor);
+    if rounding == Rounding::HalfAwayFromZero && r >= divisor - r {
+        // 2r ≥ divisor, written without overflow: at or past the midpoint, away from zero.
+        q += 1;
+    }
+    let sign = if exact.is_sign_negative() { -1 } else { 1 };
+    Decimal::try_from_i128_with_scale(sign * i128::from(q), places).ok()
 }
 
 /// An amount kept twice: exactly as computed, and rounded to the currency's minor unit.
@@ -209,6 +225,33 @@ mod tests {
         assert_eq!(usd.round(d("0.0049999"), Rounding::HalfAwayFromZero), d("0.00"));
         assert_eq!(usd.round(-d("0"), Rounding::HalfAwayFromZero).to_string(), "0.00");
         assert_eq!(usd.round(d("-0.004"), Rounding::HalfAwayFromZero).to_string(), "0.00");
+    }
+
+    #[test]
+    fn the_integer_rounding_path_agrees_with_rust_decimal() {
+        let cases = [
+            "0.005",
+            "-0.005",
+            "0.015",
+            "2.675",
+            "-2.675",
+            "0.0049999",
+            "999999.9950",
+            "1.23456789",
+            "-0.001",
+        ];
+        for c in cases {
+            let x = d(c);
+            for (rounding, strategy) in [
+                (Rounding::HalfAwayFromZero, RoundingStrategy::MidpointAwayFromZero),
+                (Rounding::Down, RoundingStrategy::ToZero),
+            ] {
+                let fast = round_small(x, 2, rounding).unwrap();
+                assert_eq!(fast, x.round_dp_with_strategy(2, strategy), "{c} {rounding:?}");
+            }
+        }
+        // Too large for a u64 mantissa: the fast path declines and rust_decimal rounds.
+        assert_eq!(round_small(d("123456789012345678901.2345"), 2, Rounding::HalfAwayFromZero), None);
     }
 
     #[test]

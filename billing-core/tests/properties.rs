@@ -121,6 +121,39 @@ proptest! {
     }
 
     #[test]
+    fn graduated_price_equals_a_naive_tier_walk(t in tiers(), n in quantity()) {
+        // The reference: walk every tier in Decimal, no precomputed totals, no integer fast path.
+        let mut expected = Decimal::ZERO;
+        let mut start = Decimal::ZERO;
+        for tier in &t {
+            let end = tier.up_to.map_or(n.value(), |b| b.min(n.value()));
+            expected += tier.flat_amount + (end - start) * tier.unit_amount;
+            match tier.up_to {
+                Some(b) if n.value() > b => start = b,
+                _ => break,
+            }
+        }
+        let c = ChargeModel::Graduated(TierSchedule::new(t).unwrap());
+        prop_assert_eq!(c.amount(n).unwrap(), expected);
+        prop_assert_eq!(c.price(n, billing_core::Currency::USD).unwrap().exact, expected);
+    }
+
+    #[test]
+    fn rounding_to_the_cent_agrees_with_rust_decimal(m in any::<i64>(), scale in 0_u32..=20) {
+        let x = Decimal::new(m, scale);
+        let usd = billing_core::Currency::USD;
+        let mut half = x.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let mut down = x.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::ToZero);
+        for r in [&mut half, &mut down] {
+            if r.is_zero() {
+                r.set_sign_positive(true);
+            }
+        }
+        prop_assert_eq!(usd.round(x, billing_core::Rounding::HalfAwayFromZero), half);
+        prop_assert_eq!(usd.round(x, billing_core::Rounding::Down), down);
+    }
+
+    #[test]
     fn graduated_price_is_the_sum_of_its_tier_slices(t in tiers(), n in quantity()) {
         let c = ChargeModel::Graduated(TierSchedule::new(t).unwrap());
         let breakdown = c.price(n, billing_core::Currency::USD).unwrap();
