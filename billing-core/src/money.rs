@@ -168,11 +168,22 @@ pub(crate) fn round_to(exact: Decimal, places: u32, rounding: Rounding) -> Decim
     r
 }
 
+/// 10^0 … 10^19: every power of ten a `u64` holds.
+const POW10: [u64; 20] = {
+    let mut table = [1_u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
 /// Rounds a decimal whose mantissa fits a `u64` with one integer division, instead of rust_decimal's digit-by-digit
 /// rescaling (most amounts: 88,720.2512345 has a 12-digit mantissa). `None` for anything larger.
 fn round_small(exact: Decimal, places: u32, rounding: Rounding) -> Option<Decimal> {
     let shift = exact.scale().checked_sub(places)?;
-    let divisor = 10_u64.checked_pow(shift)?;
+    let divisor = *POW10.get(usize::try_from(shift).ok()?)?;
     let magnitude = u64::try_from(exact.mantissa().unsigned_abs()).ok()?;
     let (mut q, r) = (magnitude / divisor, magnitude % divisor);
     if rounding == Rounding::HalfAwayFromZero && r >= divisor - r {
