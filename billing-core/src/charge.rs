@@ -588,15 +588,7 @@ impl ChargeModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
-
-    fn q(s: &str) -> Quantity {
-        Quantity::new(d(s)).unwrap()
-    }
+    use crate::testing::{d, q};
 
     fn tier(up_to: Option<&str>, unit: &str, flat: &str) -> Tier {
         Tier { up_to: up_to.map(d), unit_amount: d(unit), flat_amount: d(flat) }

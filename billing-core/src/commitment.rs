@@ -167,11 +167,7 @@ mod tests {
     use super::*;
     use crate::catalog::PriceBook;
     use crate::period::utc_midnight;
-    use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
+    use crate::testing::d;
 
     fn terms(credit: &str) -> Result<CommitmentTerms, String> {
         let book = PriceBook::default_book().unwrap();

@@ -121,11 +121,7 @@ pub(crate) fn pow10(exp: u32) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
+    use crate::testing::d;
 
     #[test]
     fn mul_is_exact_for_money_sized_values() {

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bill;
+
 pub mod catalog;
 pub mod charge;
 pub mod commitment;
@@ -44,6 +45,8 @@ pub mod projection;
 pub mod quantity;
 pub mod request;
 pub mod spend_limit;
+#[cfg(test)]
+mod testing;
 pub mod wire;
 
 pub use bill::{compute, Bill, CommitmentSummary, LimitSummary, Line, LineKind, MeterAdmission, Stage};

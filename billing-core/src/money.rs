@@ -221,10 +221,7 @@ impl Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
+    use crate::testing::d;
 
     #[test]
     fn rounding_is_half_away_from_zero_not_bankers() {

@@ -121,7 +121,7 @@ pub fn add_months_clamped(at: DateTime<Utc>, months: u32) -> Result<DateTime<Utc
         .ok_or_else(|| format!("{at} plus {months} months is out of range"))
 }
 
-/// A share of a period as an exact ratio of seconds (`seconds / of`). Never a float: Meteroid's f64 proration is
+/// A share of a period as an exact ratio of seconds (`seconds / of`). Never a float: Meteroid's floating-point proration is
 /// the example not to follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proration {

@@ -173,15 +173,7 @@ pub fn thresholds_crossed(
 mod tests {
     use super::*;
     use crate::charge::{Tier, TierSchedule};
-    use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
-
-    fn q(s: &str) -> Quantity {
-        Quantity::new(d(s)).unwrap()
-    }
+    use crate::testing::{d, q};
 
     fn limit(s: &str) -> SpendLimit {
         SpendLimit::new(d(s), &SpendLimitRules::default()).unwrap()
