@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Metered, PlatformAddon, PriceBook};
+use crate::catalog::{Metered, PlatformAddon, PriceBook, Product};
+use crate::charge::ChargeModel;
 use crate::charge::Slices;
 use crate::commitment::{apply_credit, CommitmentTerms};
 use crate::error::{Error, Issue, Result};
@@ -276,7 +277,7 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
     // Reused from product to product: the group's distinct meters, their offered usage, and its charges.
     let mut meters: Vec<usize> = Vec::with_capacity(4);
     let mut offered: Vec<Quantity> = Vec::with_capacity(4);
-    let mut group: Vec<(&crate::ChargeModel, usize)> = Vec::with_capacity(4);
+    let mut group: Vec<(&ChargeModel, usize)> = Vec::with_capacity(4);
 
     for product in book.products() {
         let key = &product.metered.key;
@@ -314,75 +315,10 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
             push_usage_line(&mut lines, currency, key, m, kind, offered[*index])?;
         }
         if let Some(limit) = limit {
-            let admission = billable_usage(&group, &offered, net_factor, *limit)?;
-            let mut billable_list = Decimal::ZERO;
-            for (charge, m) in &group {
-                billable_list =
-                    exact::add(billable_list, charge.amount(admission.billable[*m])?, "spend limit")?;
-            }
-            if exact::mul(billable_list, net_factor, "spend limit")? > limit.amount() {
-                // Even zero usage (a first tier's flat amount) costs more than the limit: bill the limit itself.
-                let cap = limit
-                    .amount()
-                    .checked_div(net_factor)
-                    .ok_or(Error::Overflow { context: "spend limit" })?;
-                billable_list = round_to(cap, currency.exponent(), Rounding::Down);
-            }
-            let offered_list = exact::sum(lines[first..].iter().map(|l| l.exact_amount), "spend limit")?;
-            let rounded_group = exact::sum(lines[first..].iter().map(|l| l.amount), "spend limit")?;
-            let over = exact::mul(rounded_group, net_factor, "spend limit")? > limit.amount();
-            // Lines are rounded one by one; when the limit cuts in (or per-line rounding alone would cross it) the
-            // group is billed its exact billable amount rounded once, and the spend-limit line takes the difference.
-            let billed = if admission.reached || over {
-                currency.round(billable_list, Rounding::HalfAwayFromZero)
-            } else {
-                rounded_group
-            };
-            if admission.reached || over {
-                lines.push(Line {
-                    key: Cow::Borrowed(key),
-                    name: Cow::Owned(format!("{} spend limit", product.metered.name)),
-                    kind: LineKind::SpendLimit,
-                    product: Some(Cow::Borrowed(key)),
-                    meter: None,
-                    quantity: None,
-                    unit: None,
-                    exact_amount: exact::sub(billable_list, offered_list, "spend limit")?,
-                    amount: exact::sub(billed, rounded_group, "spend limit")?,
-                    tiers: None,
-                    note: Some(format!(
-                        "limit {} {}: usage past it is dropped, not billed",
-                        limit.amount(),
-                        currency
-                    )),
-                });
-            }
-            let net_exact = exact::mul(billable_list, net_factor, "spend limit")?;
-            spend_limits.push(LimitSummary {
-                product: key.to_string(),
-                limit: limit.amount(),
-                list_amount: billed,
-                net_exact_amount: net_exact,
-                reached: admission.reached,
-                alerts: thresholds_reached(
-                    &book.spend_limits().alert_thresholds,
-                    *limit,
-                    LimitState { net_amount: net_exact, dropping: admission.reached },
-                ),
-                meters: meters
-                    .iter()
-                    .zip(offered.iter().zip(&admission.billable))
-                    .map(|(meter, (o, b))| {
-                        Ok(MeterAdmission {
-                            meter: book.meters()[*meter].to_string(),
-                            offered: *o,
-                            billable: *b,
-                            dropped: Quantity::new(o.value() - b.value())
-                                .map_err(|_| Error::Overflow { context: "dropped usage" })?,
-                        })
-                    })
-                    .collect::<Result<_>>()?,
-            });
+            let (line, summary) =
+                limit_group(book, product, *limit, net_factor, &lines[first..], &group, &meters, &offered)?;
+            lines.extend(line);
+            spend_limits.push(summary);
         }
     }
 
@@ -508,6 +444,89 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
         commitment,
         spend_limits,
     })
+}
+
+/// Applies a product's spend limit to its group of lines (product and add-ons, already priced at the offered
+/// usage): the usage the limit admits, the `spend_limit` line crediting the rest (when anything is dropped, or
+/// per-line rounding alone would cross the limit), and the limit's summary.
+#[allow(clippy::too_many_arguments)]
+fn limit_group<'book>(
+    book: &'book PriceBook,
+    product: &'book Product,
+    limit: SpendLimit,
+    net_factor: Decimal,
+    group_lines: &[Line<'book>],
+    group: &[(&ChargeModel, usize)],
+    meters: &[usize],
+    offered: &[Quantity],
+) -> Result<(Option<Line<'book>>, LimitSummary)> {
+    let currency = book.currency();
+    let key: &'book str = &product.metered.key;
+    let admission = billable_usage(group, offered, net_factor, limit)?;
+    let mut billable_list = Decimal::ZERO;
+    for (charge, m) in group {
+        billable_list = exact::add(billable_list, charge.amount(admission.billable[*m])?, "spend limit")?;
+    }
+    if exact::mul(billable_list, net_factor, "spend limit")? > limit.amount() {
+        // Even zero usage (a first tier's flat amount) costs more than the limit: bill the limit itself.
+        let cap = limit.amount().checked_div(net_factor).ok_or(Error::Overflow { context: "spend limit" })?;
+        billable_list = round_to(cap, currency.exponent(), Rounding::Down);
+    }
+    let offered_list = exact::sum(group_lines.iter().map(|l| l.exact_amount), "spend limit")?;
+    let rounded_group = exact::sum(group_lines.iter().map(|l| l.amount), "spend limit")?;
+    let over = exact::mul(rounded_group, net_factor, "spend limit")? > limit.amount();
+    // Lines are rounded one by one; when the limit cuts in (or per-line rounding alone would cross it) the
+    // group is billed its exact billable amount rounded once, and the spend-limit line takes the difference.
+    let cut = admission.reached || over;
+    let billed = if cut { currency.round(billable_list, Rounding::HalfAwayFromZero) } else { rounded_group };
+    let line = if cut {
+        Some(Line {
+            key: Cow::Borrowed(key),
+            name: Cow::Owned(format!("{} spend limit", product.metered.name)),
+            kind: LineKind::SpendLimit,
+            product: Some(Cow::Borrowed(key)),
+            meter: None,
+            quantity: None,
+            unit: None,
+            exact_amount: exact::sub(billable_list, offered_list, "spend limit")?,
+            amount: exact::sub(billed, rounded_group, "spend limit")?,
+            tiers: None,
+            note: Some(format!(
+                "limit {} {}: usage past it is dropped, not billed",
+                limit.amount(),
+                currency
+            )),
+        })
+    } else {
+        None
+    };
+    let net_exact = exact::mul(billable_list, net_factor, "spend limit")?;
+    let summary = LimitSummary {
+        product: key.to_string(),
+        limit: limit.amount(),
+        list_amount: billed,
+        net_exact_amount: net_exact,
+        reached: admission.reached,
+        alerts: thresholds_reached(
+            &book.spend_limits().alert_thresholds,
+            limit,
+            LimitState { net_amount: net_exact, dropping: admission.reached },
+        ),
+        meters: meters
+            .iter()
+            .zip(offered.iter().zip(&admission.billable))
+            .map(|(meter, (o, b))| {
+                Ok(MeterAdmission {
+                    meter: book.meters()[*meter].to_string(),
+                    offered: *o,
+                    billable: *b,
+                    dropped: Quantity::new(o.value() - b.value())
+                        .map_err(|_| Error::Overflow { context: "dropped usage" })?,
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    Ok((line, summary))
 }
 
 fn stage_sum(lines: &[Line<'_>], stage: Stage) -> Result<Decimal> {
