@@ -28,7 +28,7 @@ use crate::charge::Slices;
 use crate::commitment::{apply_credit, CommitmentTerms};
 use crate::error::{Error, Issue, Result};
 use crate::exact;
-use crate::money::{round_to, Amount, Currency, Rounding};
+use crate::money::{self, round_to, Amount, Currency, Rounding};
 use crate::period::BillingPeriod;
 use crate::quantity::Quantity;
 use crate::request::QuoteRequest;
@@ -379,7 +379,7 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
             tiers: None,
             note: Some(format!(
                 "{} % off the list price for a yearly credit of {}",
-                (terms.discount * Decimal::ONE_HUNDRED).normalize(),
+                money::shift_decimal_point(terms.discount, 2)?.normalize(),
                 terms.yearly_credit
             )),
         });
@@ -388,7 +388,7 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
     let discounted = lines.len();
     let total = exact::add(subtotal, discount, "total")?;
     if let Some(balance) = plan.credit_balance {
-        let applied = apply_credit(total, balance).applied;
+        let applied = apply_credit(total, balance)?.applied;
         let amount = currency.round(-applied, Rounding::HalfAwayFromZero);
         lines.push(Line {
             key: Cow::Borrowed("credit"),
@@ -419,7 +419,7 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
                         subtotal,
                         "credit duration",
                     )?;
-                    Ok::<_, Error>((tenths / Decimal::TEN).normalize())
+                    Ok::<_, Error>(money::shift_decimal_point(tenths, -1)?.normalize())
                 })
                 .transpose()?,
             yearly_credit: terms.yearly_credit,
@@ -520,7 +520,7 @@ fn limit_group<'book>(
                     meter: book.meters()[*meter].to_string(),
                     offered: *o,
                     billable: *b,
-                    dropped: Quantity::new(o.value() - b.value())
+                    dropped: Quantity::new(exact::sub(o.value(), b.value(), "dropped usage")?)
                         .map_err(|_| Error::Overflow { context: "dropped usage" })?,
                 })
             })

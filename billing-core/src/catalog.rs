@@ -858,3 +858,39 @@ impl Metered {
         w
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::period::utc_midnight;
+
+    fn book(effective_from: Option<&str>) -> PriceBook {
+        let from = effective_from.map(|f| format!(r#""effective_from": "{f}","#)).unwrap_or_default();
+        PriceBook::from_json(&format!(
+            r#"{{"currency": "USD", {from} "products": [{{"key": "a", "name": "A", "unit": "u", "meter": "m", "unit_amount": "1"}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_version_in_force_is_the_latest_that_has_started() {
+        let books = [book(None), book(Some("2026-07-01T00:00:00Z")), book(Some("2027-01-01T00:00:00Z"))];
+        let at = |y, m, d| {
+            PriceBook::in_force_at(&books, utc_midnight(y, m, d).unwrap()).unwrap().effective_from()
+        };
+        assert_eq!(at(2026, 6, 30), None);
+        assert_eq!(at(2026, 7, 1), Some(utc_midnight(2026, 7, 1).unwrap()));
+        assert_eq!(at(2026, 12, 31), Some(utc_midnight(2026, 7, 1).unwrap()));
+        assert_eq!(at(2027, 1, 1), Some(utc_midnight(2027, 1, 1).unwrap()));
+        assert!(PriceBook::in_force_at(&books[1..], utc_midnight(2026, 1, 1).unwrap()).is_none());
+    }
+
+    #[test]
+    fn every_charge_knows_the_index_of_its_meter() {
+        let book = PriceBook::default_book().unwrap();
+        for (m, _) in book.products().iter().flat_map(Product::charges) {
+            assert_eq!(&*book.meters()[m.meter_index()], &*m.meter);
+        }
+        assert_eq!(book.meters().len(), 19, "identified_events is shared by two add-ons");
+    }
+}

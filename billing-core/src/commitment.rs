@@ -21,6 +21,8 @@ pub struct CommitmentTerms {
     pub yearly_credit: Decimal,
     /// Discount rate of the bracket the credit falls in.
     pub discount: Decimal,
+    /// `1 − discount`.
+    pub net_factor: Decimal,
     /// What the customer pays for the credit, exactly: `credit × (1 − discount)`.
     pub exact_price: Decimal,
     /// What the customer pays, rounded half away from zero to the minor unit.
@@ -57,11 +59,13 @@ impl CommitmentTerms {
             return Err(format!("must be a whole number of minor units of {currency}"));
         }
         let discount = offer.bracket_for(yearly_credit).map_or(Decimal::ZERO, |b| b.discount);
-        let exact_price = exact::mul(yearly_credit, Decimal::ONE - discount, "commitment price")
-            .map_err(|e| e.to_string())?;
+        let net_factor = exact::sub(Decimal::ONE, discount, "commitment price").map_err(|e| e.to_string())?;
+        let exact_price =
+            exact::mul(yearly_credit, net_factor, "commitment price").map_err(|e| e.to_string())?;
         Ok(CommitmentTerms {
             yearly_credit,
             discount,
+            net_factor,
             exact_price,
             price: currency.round(exact_price, Rounding::HalfAwayFromZero),
             monthly_release: release_schedule(currency, yearly_credit, offer.term_months)
@@ -71,7 +75,7 @@ impl CommitmentTerms {
 
     /// `1 − discount`: what one list dollar of usage effectively costs.
     pub fn net_factor(&self) -> Decimal {
-        Decimal::ONE - self.discount
+        self.net_factor
     }
 
     /// The release instants and amounts for a purchase at `purchased_at`: month `i` (from 0) is released at
@@ -117,7 +121,7 @@ impl CommitmentTerms {
             "released credit",
         )
         .map_err(|e| e.to_string())?;
-        Ok((released - used).max(Decimal::ZERO))
+        Ok(exact::sub(released, used, "available credit").map_err(|e| e.to_string())?.max(Decimal::ZERO))
     }
 }
 
@@ -157,9 +161,16 @@ pub struct CreditApplication {
 }
 
 /// Pays `total` (rounded) from `available` credit.
-pub fn apply_credit(total: Decimal, available: Decimal) -> CreditApplication {
+///
+/// # Errors
+/// [`crate::Error::Overflow`] when the amounts cannot be subtracted exactly.
+pub fn apply_credit(total: Decimal, available: Decimal) -> Result<CreditApplication> {
     let applied = total.min(available).max(Decimal::ZERO);
-    CreditApplication { applied, amount_due: total - applied, remaining: available - applied }
+    Ok(CreditApplication {
+        applied,
+        amount_due: exact::sub(total, applied, "credit application")?,
+        remaining: exact::sub(available, applied, "credit application")?,
+    })
 }
 
 #[cfg(test)]
@@ -224,11 +235,11 @@ mod tests {
     #[test]
     fn credit_pays_what_it_can_and_the_rest_is_due() {
         assert_eq!(
-            apply_credit(d("500.00"), d("277.75")),
+            apply_credit(d("500.00"), d("277.75")).unwrap(),
             CreditApplication { applied: d("277.75"), amount_due: d("222.25"), remaining: d("0") }
         );
         assert_eq!(
-            apply_credit(d("100.00"), d("277.75")),
+            apply_credit(d("100.00"), d("277.75")).unwrap(),
             CreditApplication { applied: d("100.00"), amount_due: d("0"), remaining: d("177.75") }
         );
     }

@@ -168,6 +168,24 @@ pub(crate) fn round_to(exact: Decimal, places: u32, rounding: Rounding) -> Decim
     r
 }
 
+/// `value × 10^places`: moves the decimal point, exactly (`0.10` by 2 → `10`, `58` by −1 → `5.8`).
+///
+/// # Errors
+/// [`Error::Overflow`] when the result does not fit.
+pub fn shift_decimal_point(value: Decimal, places: i32) -> Result<Decimal> {
+    let scale = i64::from(value.scale()) - i64::from(places);
+    let (mantissa, scale) = if scale < 0 {
+        let factor =
+            10_i128.checked_pow(u32::try_from(-scale).map_err(|_| Error::Overflow { context: "shift" })?);
+        (factor.and_then(|f| value.mantissa().checked_mul(f)), 0)
+    } else {
+        (Some(value.mantissa()), u32::try_from(scale).map_err(|_| Error::Overflow { context: "shift" })?)
+    };
+    mantissa
+        .and_then(|m| Decimal::try_from_i128_with_scale(m, scale).ok())
+        .ok_or(Error::Overflow { context: "shift" })
+}
+
 /// 10^0 … 10^19: every power of ten a `u64` holds.
 const POW10: [u64; 20] = {
     let mut table = [1_u64; 20];
@@ -269,6 +287,16 @@ mod tests {
         assert_eq!(jpy.round(d("1234.5"), Rounding::HalfAwayFromZero).to_string(), "1235");
         let kwd = Currency::from_code("KWD").unwrap();
         assert_eq!(kwd.round(d("1.23456"), Rounding::HalfAwayFromZero).to_string(), "1.235");
+    }
+
+    #[test]
+    fn shifting_the_decimal_point_is_exact() {
+        assert_eq!(shift_decimal_point(d("0.10"), 2).unwrap(), d("10"));
+        assert_eq!(shift_decimal_point(d("58"), -1).unwrap(), d("5.8"));
+        assert_eq!(shift_decimal_point(d("0.35"), 2).unwrap().normalize().to_string(), "35");
+        assert_eq!(shift_decimal_point(d("7"), 3).unwrap(), d("7000"));
+        assert!(shift_decimal_point(d("79228162514264337593543950335"), 1).is_err());
+        assert!(shift_decimal_point(d("1"), -29).is_err());
     }
 
     #[test]
