@@ -172,6 +172,21 @@ fn tier_tables_report_every_problem() {
 }
 
 #[test]
+fn per_unit_prices_and_minor_units() {
+    assert_eq!(
+        single(|b| b["products"][0]["addons"][0]["unit_amount"] = json!("-0.5")),
+        "products[0].addons[0].unit_amount: must not be negative"
+    );
+    assert_eq!(
+        single(|b| {
+            b["products"][0]["addons"][0].as_object_mut().unwrap().remove("unit_amount");
+            b["products"][0]["addons"][0]["unit_amount_decimal"] = json!("0.000000000000000000000000001");
+        }),
+        "products[0].addons[0].unit_amount_decimal: has too many decimal places"
+    );
+}
+
+#[test]
 fn packages() {
     let package = |p: Value| {
         move |b: &mut Value| {
@@ -190,6 +205,10 @@ fn packages() {
     assert_eq!(
         single(package(json!({"size": 10, "amount": "-5"}))),
         "products[0].package.amount: must not be negative"
+    );
+    assert_eq!(
+        single(package(json!({"size": "0.0000001", "amount": "5"}))),
+        "products[0].package.size: must have at most 6 decimal places (got 0.0000001)"
     );
     let s = single(package(json!({"size": 10, "amount": "5", "round": "sideways"})));
     assert!(s.starts_with("products[0].package.round: unknown variant `sideways`"), "{s}");
