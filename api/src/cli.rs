@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// tally: usage-based billing and pricing, exact to the cent.
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about, disable_help_subcommand = true)]
+#[command(name = "tally", version, disable_help_subcommand = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
