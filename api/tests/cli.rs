@@ -1,7 +1,4 @@
 //! The CLI run in-process through `api::cli::main`, with in-memory streams; plus one run of the real binary.
-//!
-//! The `CARGO_BIN_EXE_tally` use below also makes cargo build `target/<profile>/tally` before any test runs,
-//! which the end-to-end suite (the `e2e` crate) drives.
 
 // Test helpers may panic: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]

@@ -1,23 +1,34 @@
-//! Helpers for tally's end-to-end tests: find the real `tally` binary and run it as a user would.
+//! Helpers for tally's end-to-end tests: build the real `tally` binary and run it as a user would.
 //!
-//! `cargo test --workspace` (and nextest) builds every binary of the workspace before any test runs; the binary
-//! sits in the target directory's profile folder, two levels above this test executable (`target/debug/deps/…`).
+//! The binary is built by the tests themselves (once per test binary), so they can never run a stale one, however
+//! they are started (`cargo test -p e2e` alone builds no binary of another package). It goes to a target directory
+//! of its own, `target/e2e`: the `cargo test` that runs these tests holds the lock on the main one.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
-/// The path of the `tally` binary built for this test run.
+/// The path of a `tally` binary built from the current sources.
 ///
 /// # Panics
-/// When the binary has not been built (run the tests through `cargo test --workspace` or `cargo nextest run
-/// --workspace`, which build it).
+/// When the binary cannot be built.
 pub fn tally_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable has a path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-    let path = profile_dir.join(format!("tally{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is missing: run `cargo test --workspace` so cargo builds it", path.display());
-    path
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace");
+        let target = workspace.join("target").join("e2e");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+        let status = Command::new(cargo)
+            .current_dir(workspace)
+            .args(["build", "--quiet", "--locked", "-p", "api", "--bin", "tally", "--target-dir"])
+            .arg(&target)
+            .status()
+            .expect("cargo starts");
+        assert!(status.success(), "building tally failed");
+        target.join("debug").join(format!("tally{}", std::env::consts::EXE_SUFFIX))
+    })
+    .clone()
 }
 
 /// What a run of `tally` produced.
