@@ -429,6 +429,8 @@ impl WireBook {
             if p.optional.is_some() {
                 issues.push(format!("{path}.optional"), "only add-ons can be optional");
             }
+            // The product before its add-ons: issues come in document order, and a duplicate key blames the later one.
+            let metered = p.to_metered(&path, book_currency, &mut keys, &mut issues);
             let mut addons = Vec::new();
             for (j, a) in p.addons.iter().flatten().enumerate() {
                 let apath = format!("{path}.addons[{j}]");
@@ -439,7 +441,7 @@ impl WireBook {
                     addons.push(Addon { metered, optional: a.optional.unwrap_or(false) });
                 }
             }
-            if let Some(metered) = p.to_metered(&path, book_currency, &mut keys, &mut issues) {
+            if let Some(metered) = metered {
                 products.push(Product { metered, addons });
             }
         }

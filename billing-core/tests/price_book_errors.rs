@@ -88,6 +88,14 @@ fn book_level_problems() {
 }
 
 #[test]
+fn a_duplicate_key_is_reported_where_it_is_repeated() {
+    assert_eq!(
+        single(|b| b["products"][0]["addons"][0]["key"] = json!("api")),
+        "products[0].addons[0].key: `api` is already used by products[0]"
+    );
+}
+
+#[test]
 fn keys_meters_and_names() {
     assert_eq!(
         single(|b| b["products"][0]["key"] = json!("Bad Key")),
