@@ -71,7 +71,7 @@ pub fn render(bill: &Bill<'_>) -> String {
             "\nCommitment: yearly credit {} at {} % off costs {}; {} released each month; at this month's list \
              price of {} the credit lasts {lasts}; effective monthly cost {}\n",
             group(c.yearly_credit),
-            (c.discount_rate * Decimal::ONE_HUNDRED).normalize(),
+            percent(c.discount_rate),
             group(c.price),
             group(c.monthly_release.first().copied().unwrap_or_default()),
             group(c.list_total),
@@ -79,8 +79,7 @@ pub fn render(bill: &Bill<'_>) -> String {
         );
     }
     for s in &bill.spend_limits {
-        let alerts: Vec<String> =
-            s.alerts.iter().map(|a| format!("{} %", (a * Decimal::ONE_HUNDRED).normalize())).collect();
+        let alerts: Vec<String> = s.alerts.iter().map(|a| format!("{} %", percent(*a))).collect();
         let state = if s.reached { "reached" } else { "not reached" };
         let alerts =
             if alerts.is_empty() { String::new() } else { format!("; alerts {}", alerts.join(", ")) };
@@ -126,6 +125,11 @@ fn plural(unit: &str, quantity: Decimal) -> String {
 
 fn row(out: &mut String, label: &str, quantity: &str, amount: Decimal) {
     let _ = writeln!(out, "{label:<48}{quantity:>32}{:>16}", group(amount));
+}
+
+/// A rate as a percentage (0.20 → 20), by the core's exact decimal-point shift.
+fn percent(rate: Decimal) -> Decimal {
+    billing_core::money::shift_decimal_point(rate, 2).unwrap_or(rate).normalize()
 }
 
 /// A decimal with thousands separators in its integer part: 7118.40 → 7,118.40.

@@ -69,8 +69,6 @@ struct Row {
     tier: Tier,
     /// Exclusive lower bound: the previous tier's `up_to`, or 0.
     start: Decimal,
-    /// The price of the whole tier (flat + every unit), or `None` for the open last tier.
-    full: Option<Decimal>,
     /// Graduated price of all earlier tiers, flat amounts included.
     before: Decimal,
 }
@@ -337,29 +335,21 @@ impl TierSchedule {
         let mut whole = Vec::with_capacity(tiers.len());
         let (mut start, mut before) = (Decimal::ZERO, Decimal::ZERO);
         for tier in tiers {
-            let full = match tier.up_to {
-                Some(up_to) => {
-                    let units = exact::sub(up_to, start, "tier width")?;
-                    let units_amount = exact::mul(units, tier.unit_amount, "tier total")?;
-                    Some(exact::add(tier.flat_amount, units_amount, "tier total")?)
-                }
-                None => None,
-            };
-            let row = Row { tier, start, full, before };
-            if let (Some(up_to), Some(full)) = (tier.up_to, full) {
+            let row = Row { tier, start, before };
+            if let Some(up_to) = tier.up_to {
+                // A closed tier: its whole slice (flat + every unit), and the running total after it.
+                let units = exact::sub(up_to, start, "tier width")?;
+                let full = exact::add(
+                    tier.flat_amount,
+                    exact::mul(units, tier.unit_amount, "tier total")?,
+                    "tier total",
+                )?;
                 // Rounded for real once the book's currency is known (round_full_slices).
-                whole.push(row.slice(
-                    rows.len(),
-                    exact::sub(up_to, start, "tier width")?,
-                    full,
-                    Currency::USD,
-                ));
-            }
-            rows.push(row);
-            if let (Some(up_to), Some(full)) = (tier.up_to, full) {
+                whole.push(row.slice(rows.len(), units, full, Currency::USD));
                 start = up_to;
                 before = exact::add(before, full, "cumulative tier total")?;
             }
+            rows.push(row);
         }
         let whole_bounds = rows
             .iter()

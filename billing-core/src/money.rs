@@ -229,11 +229,6 @@ impl Amount {
     pub fn round(currency: Currency, exact: Decimal) -> Amount {
         Amount { exact, rounded: currency.round(exact, Rounding::HalfAwayFromZero) }
     }
-
-    /// A zero amount.
-    pub fn zero(currency: Currency) -> Amount {
-        Amount::round(currency, Decimal::ZERO)
-    }
 }
 
 #[cfg(test)]
