@@ -104,7 +104,8 @@ fn run(cli: Cli, stdin: &mut dyn Read, stdout: &mut dyn Write) -> Result<(), Fai
                 Some(p) if p.as_os_str() == "-" => read_stdin(stdin)?,
                 Some(p) => read_file(p, "request file")?,
             };
-            let request = QuoteRequest::from_json(&text).map_err(|e| Failure::Input(e.to_string()))?;
+            let request =
+                QuoteRequest::from_json_for(&book, &text).map_err(|e| Failure::Input(e.to_string()))?;
             let bill = compute(&book, &request).map_err(|e| Failure::Input(e.to_string()))?;
             write_bill(stdout, &bill, format)
         }
@@ -136,16 +137,37 @@ fn load_price_book(path: Option<&PathBuf>) -> Result<PriceBook, Failure> {
 }
 
 fn read_file(path: &std::path::Path, what: &str) -> Result<String, Failure> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Failure::Input(format!("cannot read {what} `{}`: {e}", path.display())))
+    let cannot = |e: io::Error| Failure::Input(format!("cannot read {what} `{}`: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    read_bounded(file, what).map_err(|e| match e {
+        Bounded::Io(e) => cannot(e),
+        Bounded::Refused(m) => Failure::Input(m),
+    })
 }
 
 fn read_stdin(stdin: &mut dyn Read) -> Result<String, Failure> {
-    let mut text = String::new();
-    stdin
-        .read_to_string(&mut text)
-        .map_err(|e| Failure::Input(format!("cannot read the request from standard input: {e}")))?;
-    Ok(text)
+    read_bounded(stdin, "request").map_err(|e| match e {
+        Bounded::Io(e) => Failure::Input(format!("cannot read the request from standard input: {e}")),
+        Bounded::Refused(m) => Failure::Input(m),
+    })
+}
+
+enum Bounded {
+    Io(io::Error),
+    Refused(String),
+}
+
+/// Reads at most one byte more than [`billing_core::wire::MAX_INPUT_BYTES`]: a larger input is refused without
+/// being held in memory, let alone parsed.
+fn read_bounded(input: impl Read, what: &str) -> Result<String, Bounded> {
+    let limit = billing_core::wire::MAX_INPUT_BYTES;
+    let mut bytes = Vec::new();
+    input.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(Bounded::Io)?;
+    if let Some(m) = billing_core::wire::too_large(what, bytes.len()) {
+        return Err(Bounded::Refused(m));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Bounded::Io(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")))
 }
 
 /// Error messages go on one line, whatever the underlying error printed.

@@ -5,10 +5,10 @@
 //!
 //! 1. **Charges.** For each product that is quoted, in book order: its line, then its add-ons' lines, each priced
 //!    exactly at the offered quantity and rounded once, half away from zero, to the minor unit.
-//! 2. **Spend limits.** A limited product's group (product + add-ons) is cut to the usage its limit admits after
-//!    the commitment discount; a `spend_limit` line credits the dropped usage. Its rounded amount is chosen so the
-//!    group's lines add up to the exact billable amount rounded once, so rounding can never push a bill past its
-//!    limit.
+//! 2. **Spend limits.** A cap is a maximum on money: a capped product's net amount (its rounded lines and its
+//!    add-ons', after the commitment discount) becomes `min(net, cap)`; a `spend_limit` line, never positive, is the
+//!    difference. A cap that is not reached changes nothing. The usage the cap pays for is reported per meter as
+//!    information; it never changes the money.
 //! 3. **Platform add-ons**, each a line at the monthly price, and a `proration` line when added mid-period (the
 //!    prorated price rounded once; the proration line is the difference).
 //! 4. **Subtotal** = Σ rounded lines so far.
@@ -17,7 +17,7 @@
 //!    **Amount due** = total + credit.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use crate::catalog::{Metered, PlatformAddon, PriceBook, Product};
 use crate::charge::ChargeModel;
 use crate::charge::Slices;
 use crate::commitment::{apply_credit, CommitmentTerms};
-use crate::error::{Error, Issue, Result};
+use crate::error::{echo, Error, Issue, Report, Result};
 use crate::exact;
 use crate::money::{self, round_to, Amount, Currency, Rounding};
 use crate::period::BillingPeriod;
@@ -215,16 +215,17 @@ pub struct LimitSummary {
     pub product: String,
     /// The limit, whole currency units, after discount.
     pub limit: Decimal,
-    /// List amount billed for the product and its add-ons, rounded.
+    /// List amount billed for the product and its add-ons: the sum of their rounded lines and the spend-limit line.
     pub list_amount: Decimal,
-    /// Exact amount after the discount: never more than the limit.
+    /// `list_amount × (1 − discount)`, exact: never more than the limit.
     #[serde(serialize_with = "crate::wire::normalized")]
     pub net_exact_amount: Decimal,
-    /// Whether usage was dropped.
+    /// Whether the cap binds (the product's net without it would exceed it): usage past it is dropped.
     pub reached: bool,
     /// Alert thresholds reached (shares of the limit).
     pub alerts: Vec<Decimal>,
-    /// Per meter: offered, billable and dropped quantities.
+    /// Per meter: offered, billable and dropped quantities (information; empty when the product has no usage in
+    /// the request, and so no line on the bill).
     pub meters: Vec<MeterAdmission>,
 }
 
@@ -285,14 +286,14 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
         meters.clear();
         offered.clear();
         group.clear();
-        // A product is quoted when a meter of its chosen charges has usage, an optional add-on of it is chosen,
-        // or it has a limit. One pass gathers the group and decides; a second prices it.
-        let mut quoted = limit.is_some();
+        // A product is on the bill when a meter of its charges (its own, its mandatory add-ons', its chosen optional
+        // add-ons') is in the usage, even at 0. A limit or an add-on choice alone does not bring it in. One pass
+        // gathers the group and decides; a second prices it.
+        let mut quoted = false;
         for (m, optional) in product.charges() {
             if optional && !plan.optional.contains(&&*m.key) {
                 continue;
             }
-            quoted |= optional;
             let index = match meters.iter().position(|x| *x == m.meter_index()) {
                 Some(index) => index,
                 None => {
@@ -306,6 +307,9 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
             group.push((&m.charge, index));
         }
         if !quoted {
+            if let Some(limit) = limit {
+                spend_limits.push(unused_limit(book, key, *limit));
+            }
             continue;
         }
         let first = lines.len();
@@ -340,7 +344,10 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
         if let (Some(from), Some(period)) = (from, request.period) {
             let proration = period.remaining_from(*from).map_err(|m| request_issue("addons", m))?;
             if !proration.is_full() {
-                let prorated = Amount::round(currency, proration.apply(addon.monthly_price)?);
+                // The add-on costs its price × seconds / period, rounded once; this adjustment of the rounded full
+                // price makes it so, and is itself at the minor unit (its exact amount is its amount).
+                let prorated = proration.apply_rounded(addon.monthly_price, currency)?;
+                let adjustment = exact::sub(prorated, full.rounded, "proration")?;
                 lines.push(Line {
                     key: Cow::Borrowed(&addon.key),
                     name: Cow::Owned(format!("{} proration", addon.name)),
@@ -349,12 +356,17 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
                     meter: None,
                     quantity: None,
                     unit: None,
-                    exact_amount: exact::sub(prorated.exact, full.exact, "proration")?,
-                    amount: exact::sub(prorated.rounded, full.rounded, "proration")?,
+                    exact_amount: adjustment,
+                    amount: adjustment,
                     tiers: None,
                     note: Some(format!(
-                        "added {from}: billed for {} of the period's {} seconds",
-                        proration.seconds, proration.of
+                        "added {from}: billed for {} of the period's {} seconds ({} × {} / {}, rounded once: {})",
+                        proration.seconds,
+                        proration.of,
+                        addon.monthly_price.normalize(),
+                        proration.seconds,
+                        proration.of,
+                        prorated
                     )),
                 });
             }
@@ -446,9 +458,15 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
     })
 }
 
-/// Applies a product's spend limit to its group of lines (product and add-ons, already priced at the offered
-/// usage): the usage the limit admits, the `spend_limit` line crediting the rest (when anything is dropped, or
-/// per-line rounding alone would cross the limit), and the limit's summary.
+/// Applies a product's spend limit to its group of lines (product and add-ons, already priced and rounded at the
+/// offered usage): the `spend_limit` line when the cap binds, and the limit's summary.
+///
+/// The cap is a maximum on money (pricing-semantics §4): the group's net amount (its rounded lines after the
+/// commitment discount) becomes `min(net, cap)`. In list terms the group is billed
+/// `min(G, ⌊cap / (1 − discount)⌋)`, where `G` is the sum of its rounded lines and `⌊⌋` rounds down to the minor
+/// unit, so the net never exceeds the cap and falls short of it by less than one minor unit. The line is the
+/// difference, never positive, and at the minor unit (its exact amount is its amount). Which usage the cap pays
+/// for (billable and dropped per meter) is information, from [`billable_usage`]; it never changes the money.
 #[allow(clippy::too_many_arguments)]
 fn limit_group<'book>(
     book: &'book PriceBook,
@@ -462,25 +480,12 @@ fn limit_group<'book>(
 ) -> Result<(Option<Line<'book>>, LimitSummary)> {
     let currency = book.currency();
     let key: &'book str = &product.metered.key;
-    let admission = billable_usage(group, offered, net_factor, limit)?;
-    let mut billable_list = Decimal::ZERO;
-    for (charge, m) in group {
-        billable_list = exact::add(billable_list, charge.amount(admission.billable[*m])?, "spend limit")?;
-    }
-    if exact::mul(billable_list, net_factor, "spend limit")? > limit.amount() {
-        // Even zero usage (a first tier's flat amount) costs more than the limit: bill the limit itself.
-        let cap = limit.amount().checked_div(net_factor).ok_or(Error::Overflow { context: "spend limit" })?;
-        billable_list = round_to(cap, currency.exponent(), Rounding::Down);
-    }
-    let offered_list = exact::sum(group_lines.iter().map(|l| l.exact_amount), "spend limit")?;
     let rounded_group = exact::sum(group_lines.iter().map(|l| l.amount), "spend limit")?;
-    let over = exact::mul(rounded_group, net_factor, "spend limit")? > limit.amount();
-    // Lines are rounded one by one; when the limit cuts in (or per-line rounding alone would cross it) the
-    // group is billed its exact billable amount rounded once, and the spend-limit line takes the difference.
-    let cut = admission.reached || over;
-    let billed = if cut { currency.round(billable_list, Rounding::HalfAwayFromZero) } else { rounded_group };
-    let line = if cut {
-        Some(Line {
+    let binds = exact::mul(rounded_group, net_factor, "spend limit")? > limit.amount();
+    let (billed, line, billable) = if binds {
+        let billed = cap_in_list_terms(limit, net_factor, currency)?.min(rounded_group);
+        let adjustment = exact::sub(billed, rounded_group, "spend limit")?;
+        let line = Line {
             key: Cow::Borrowed(key),
             name: Cow::Owned(format!("{} spend limit", product.metered.name)),
             kind: LineKind::SpendLimit,
@@ -488,33 +493,34 @@ fn limit_group<'book>(
             meter: None,
             quantity: None,
             unit: None,
-            exact_amount: exact::sub(billable_list, offered_list, "spend limit")?,
-            amount: exact::sub(billed, rounded_group, "spend limit")?,
+            exact_amount: adjustment,
+            amount: adjustment,
             tiers: None,
             note: Some(format!(
                 "limit {} {}: usage past it is dropped, not billed",
                 limit.amount(),
                 currency
             )),
-        })
+        };
+        (billed, Some(line), billable_usage(group, offered, net_factor, limit)?.billable)
     } else {
-        None
+        (rounded_group, None, offered.to_vec())
     };
-    let net_exact = exact::mul(billable_list, net_factor, "spend limit")?;
+    let net_exact = exact::mul(billed, net_factor, "spend limit")?;
     let summary = LimitSummary {
         product: key.to_string(),
         limit: limit.amount(),
         list_amount: billed,
         net_exact_amount: net_exact,
-        reached: admission.reached,
+        reached: binds,
         alerts: thresholds_reached(
             &book.spend_limits().alert_thresholds,
             limit,
-            LimitState { net_amount: net_exact, dropping: admission.reached },
+            LimitState { net_amount: net_exact, dropping: binds },
         ),
         meters: meters
             .iter()
-            .zip(offered.iter().zip(&admission.billable))
+            .zip(offered.iter().zip(&billable))
             .map(|(meter, (o, b))| {
                 Ok(MeterAdmission {
                     meter: book.meters()[*meter].to_string(),
@@ -527,6 +533,28 @@ fn limit_group<'book>(
             .collect::<Result<_>>()?,
     };
     Ok((line, summary))
+}
+
+/// The most list amount a cap pays for: `cap / (1 − discount)` rounded **down** to the minor unit, so that its net
+/// never exceeds the cap. Exact: an integer division of scaled decimals.
+fn cap_in_list_terms(limit: SpendLimit, net_factor: Decimal, currency: Currency) -> Result<Decimal> {
+    let minor = money::shift_decimal_point(limit.amount(), i32::try_from(currency.exponent()).unwrap_or(0))?;
+    let units = exact::div_floor(minor, net_factor, "spend limit")?;
+    money::shift_decimal_point(units, -i32::try_from(currency.exponent()).unwrap_or(0))
+        .map(|d| round_to(d, currency.exponent(), Rounding::Down))
+}
+
+/// The summary of a limit on a product that has no usage in the request: nothing billed, nothing dropped.
+fn unused_limit(book: &PriceBook, product: &str, limit: SpendLimit) -> LimitSummary {
+    LimitSummary {
+        product: product.to_owned(),
+        limit: limit.amount(),
+        list_amount: round_to(Decimal::ZERO, book.currency().exponent(), Rounding::HalfAwayFromZero),
+        net_exact_amount: Decimal::ZERO,
+        reached: false,
+        alerts: Vec::new(),
+        meters: Vec::new(),
+    }
 }
 
 fn stage_sum(lines: &[Line<'_>], stage: Stage) -> Result<Decimal> {
@@ -564,9 +592,17 @@ fn push_usage_line<'book>(
     Ok(())
 }
 
+/// Checks a request against a price book, reporting every problem (what [`compute`] would refuse).
+///
+/// # Errors
+/// [`Error::InvalidRequest`] listing every problem of the request against the book.
+pub(crate) fn check(book: &PriceBook, request: &QuoteRequest) -> Result<()> {
+    resolve(book, request).map(drop)
+}
+
 /// Checks a request against the book, collecting every problem.
 fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> {
-    let mut issues = Vec::new();
+    let mut issues = Report::default();
     // Both the request's meters and the book's are sorted: one merge pass checks them all.
     let mut usage = vec![None; book.meters().len()];
     let mut known = book.meters().iter().enumerate().peekable();
@@ -574,10 +610,10 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
         while known.next_if(|(_, m)| &***m < meter.as_str()).is_some() {}
         match known.peek() {
             Some((i, m)) if &***m == meter.as_str() => usage[*i] = Some(*quantity),
-            _ => issues.push(Issue::new(
-                format!("usage.{meter}"),
-                format!("no product or add-on is metered by `{meter}`"),
-            )),
+            _ => issues.push(
+                format!("usage.{}", echo(meter)),
+                format!("no product or add-on is metered by `{}`", echo(meter)),
+            ),
         }
     }
     let mut plan = Plan {
@@ -588,43 +624,37 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
         terms: None,
         credit_balance: None,
     };
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
     for (i, choice) in request.addons.iter().enumerate() {
         let path = format!("addons[{i}]");
         let key = choice.key();
-        if seen.contains(&key) {
-            issues.push(Issue::new(&path, format!("`{key}` is chosen twice")));
+        if !seen.insert(key) {
+            issues.push(&path, format!("`{}` is chosen twice", echo(key)));
             continue;
         }
-        seen.push(key);
         let addon = book.products().iter().flat_map(|p| &p.addons).find(|a| &*a.metered.key == key);
         let platform = book.platform_addons().iter().find(|a| &*a.key == key);
         match (addon, platform) {
-            (Some(a), _) if !a.optional => issues.push(Issue::new(
+            (Some(a), _) if !a.optional => issues.push(
                 &path,
                 format!(
                     "`{key}` is not optional: it is billed with its product whenever that product is used"
                 ),
-            )),
+            ),
             (Some(a), _) => {
                 if choice.from().is_some() {
-                    issues.push(Issue::new(
-                        &path,
-                        "only platform add-ons are prorated; metered add-ons bill usage",
-                    ));
+                    issues.push(&path, "only platform add-ons are prorated; metered add-ons bill usage");
                 }
                 plan.optional.push(&*a.metered.key);
             }
             (None, Some(p)) => {
                 if let Some(from) = choice.from() {
                     match request.period {
-                        None => {
-                            issues.push(Issue::new(format!("{path}.from"), "needs the request's `period`"));
-                        }
-                        Some(period) if !period.contains(from) => issues.push(Issue::new(
+                        None => issues.push(format!("{path}.from"), "needs the request's `period`"),
+                        Some(period) if !period.contains(from) => issues.push(
                             format!("{path}.from"),
                             format!("{from} is outside the period [{}, {})", period.start(), period.end()),
-                        )),
+                        ),
                         Some(_) => {}
                     }
                 }
@@ -639,45 +669,42 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
                     .map(|a| &*a.metered.key)
                     .chain(book.platform_addons().iter().map(|a| &*a.key))
                     .collect();
-                issues.push(Issue::new(
+                issues.push(
                     &path,
-                    format!("unknown add-on `{key}` (choose from: {})", optional.join(", ")),
-                ));
+                    format!("unknown add-on `{}` (choose from: {})", echo(key), optional.join(", ")),
+                );
             }
         }
     }
     // Platform add-ons are billed in book order, whatever the order of the request.
     plan.platform.sort_by_key(|(p, _)| book.platform_addons().iter().position(|x| x.key == p.key));
     for (product, amount) in &request.limits {
-        let path = format!("limits.{product}");
+        let path = format!("limits.{}", echo(product));
         match book.product(product) {
-            None => issues.push(Issue::new(&path, format!("no product `{product}` in the price book"))),
+            None => issues.push(&path, format!("no product `{}` in the price book", echo(product))),
             Some(p) => match SpendLimit::new(amount.0, book.spend_limits()) {
                 Ok(limit) => {
                     plan.limits.insert(&*p.metered.key, limit);
                 }
-                Err(m) => issues.push(Issue::new(&path, m)),
+                Err(m) => issues.push(&path, m),
             },
         }
     }
     if let Some(choice) = &request.commitment {
         match book.commitment() {
-            None => issues.push(Issue::new("commitment", "this price book offers no commitment")),
+            None => issues.push("commitment", "this price book offers no commitment"),
             Some(offer) => match CommitmentTerms::select(offer, book.currency(), choice.yearly_credit.0) {
                 Ok(terms) => plan.terms = Some(terms),
-                Err(m) => issues.push(Issue::new("commitment.yearly_credit", m)),
+                Err(m) => issues.push("commitment.yearly_credit", m),
             },
         }
     }
     if let Some(balance) = request.credit_balance {
         let b = balance.0;
         if b.is_sign_negative() && !b.is_zero() {
-            issues.push(Issue::new("credit_balance", "must not be negative"));
+            issues.push("credit_balance", "must not be negative");
         } else if book.currency().round(b, Rounding::HalfAwayFromZero) != b {
-            issues.push(Issue::new(
-                "credit_balance",
-                format!("must be whole minor units of {}", book.currency()),
-            ));
+            issues.push("credit_balance", format!("must be whole minor units of {}", book.currency()));
         } else {
             plan.credit_balance = Some(b);
         }
@@ -685,6 +712,6 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
     if issues.is_empty() {
         Ok(plan)
     } else {
-        Err(Error::InvalidRequest(issues))
+        Err(Error::InvalidRequest(issues.finish()))
     }
 }

@@ -12,10 +12,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::charge::{ChargeModel, Package, PackageRounding, Tier, TierSchedule};
-use crate::error::{Error, Issue, Result};
+use crate::error::{clip_quoted, echo, Error, Issue, Report, Result};
 use crate::money::Currency;
 use crate::quantity::Quantity;
-use crate::wire::{Num, UpTo};
+use crate::wire::{BookNum, Num, UpTo};
 
 /// The price book tally ships with: the public price list of a product-analytics platform (14 metered products,
 /// 6 metered add-ons, 3 flat platform add-ons, commitment brackets, spend-limit rules).
@@ -140,8 +140,8 @@ impl PriceBook {
     ///
     /// # Errors
     /// [`Error::InvalidPriceBook`] with every problem found, each with its JSON path. A document that is not JSON
-    /// of the right shape (a syntax error, a wrong type, an unknown field) yields one issue, at the first such
-    /// problem.
+    /// of the right shape (a syntax error, a wrong type, an unknown or repeated field) yields one issue, at the
+    /// first such problem; a text over [`crate::wire::MAX_INPUT_BYTES`] is refused unparsed.
     ///
     /// # Examples
     /// ```
@@ -153,11 +153,14 @@ impl PriceBook {
     /// # Ok::<(), billing_core::Error>(())
     /// ```
     pub fn from_json(text: &str) -> Result<PriceBook> {
+        if let Some(m) = crate::wire::too_large("price book", text.len()) {
+            return Err(Error::InvalidPriceBook(vec![Issue::new("", m)]));
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let wire: WireBook = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             Error::InvalidPriceBook(vec![Issue::new(
-                e.path().to_string().trim_start_matches('.'),
-                e.inner().to_string(),
+                clip_quoted(e.path().to_string().trim_start_matches('.')),
+                clip_quoted(&e.inner().to_string()),
             )])
         })?;
         wire.validate().map_err(Error::InvalidPriceBook)
@@ -282,9 +285,9 @@ struct WireCharge {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tiers: Option<Vec<WireTier>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    unit_amount: Option<Num>,
+    unit_amount: Option<BookNum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    unit_amount_decimal: Option<Num>,
+    unit_amount_decimal: Option<BookNum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     package: Option<WirePackage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -305,23 +308,23 @@ enum TiersMode {
 struct WireTier {
     up_to: UpTo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    unit_amount: Option<Num>,
+    unit_amount: Option<BookNum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    unit_amount_decimal: Option<Num>,
+    unit_amount_decimal: Option<BookNum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    flat_amount: Option<Num>,
+    flat_amount: Option<BookNum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    flat_amount_decimal: Option<Num>,
+    flat_amount_decimal: Option<BookNum>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WirePackage {
-    size: Num,
+    size: BookNum,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    amount: Option<Num>,
+    amount: Option<BookNum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    amount_decimal: Option<Num>,
+    amount_decimal: Option<BookNum>,
     #[serde(default = "default_round")]
     round: PackageRounding,
 }
@@ -337,13 +340,13 @@ struct WirePlatformAddon {
     name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
-    monthly_price: Num,
+    monthly_price: BookNum,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireCommitment {
-    minimum_credit: Num,
+    minimum_credit: BookNum,
     brackets: Vec<WireBracket>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     term_months: Option<u32>,
@@ -354,19 +357,19 @@ struct WireCommitment {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireBracket {
-    credit_from: Num,
-    discount: Num,
+    credit_from: BookNum,
+    discount: BookNum,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireSpendLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    min: Option<Num>,
+    min: Option<BookNum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    max: Option<Num>,
+    max: Option<BookNum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    alert_thresholds: Option<Vec<Num>>,
+    alert_thresholds: Option<Vec<BookNum>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
 }
@@ -377,11 +380,21 @@ impl Serialize for Num {
     }
 }
 
+impl Serialize for BookNum {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match &self.0 {
+            Ok(d) => s.collect_str(&d.normalize()),
+            Err(m) => Err(serde::ser::Error::custom(m)),
+        }
+    }
+}
+
 impl Serialize for UpTo {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self.0 {
-            None => s.serialize_none(),
-            Some(d) => match u64::try_from(d.normalize()) {
+        match &self.0 {
+            Err(m) => Err(serde::ser::Error::custom(m)),
+            Ok(None) => s.serialize_none(),
+            Ok(Some(d)) => match u64::try_from(d.normalize()) {
                 Ok(whole) if d.fract().is_zero() => s.serialize_u64(whole),
                 _ => s.collect_str(&d.normalize()),
             },
@@ -392,14 +405,8 @@ impl Serialize for UpTo {
 // ---------------------------------------------------------------------------------------------------------------
 // Validation.
 
-/// Collects issues under a path prefix.
-struct Issues(Vec<Issue>);
-
-impl Issues {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Issue::new(path, message));
-    }
-}
+/// Collects a price book's issues (at most [`crate::error::MAX_ISSUES`], then a count).
+type Issues = Report;
 
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
@@ -409,7 +416,7 @@ fn is_identifier(s: &str) -> bool {
 
 impl WireBook {
     fn validate(self) -> std::result::Result<PriceBook, Vec<Issue>> {
-        let mut issues = Issues(Vec::new());
+        let mut issues = Report::default();
         let currency = match Currency::from_code(&self.currency) {
             Ok(c) => Some(c),
             Err(m) => {
@@ -452,7 +459,8 @@ impl WireBook {
             if a.name.trim().is_empty() {
                 issues.push(format!("{path}.name"), "must not be empty");
             }
-            let price = a.monthly_price.0;
+            let price =
+                value(&a.monthly_price, &format!("{path}.monthly_price"), &mut issues).unwrap_or_default();
             check_amount(price, &format!("{path}.monthly_price"), &mut issues);
             platform_addons.push(PlatformAddon {
                 key: a.key.into(),
@@ -470,7 +478,7 @@ impl WireBook {
             }
         }
         match currency {
-            Some(currency) if issues.0.is_empty() => Ok(PriceBook {
+            Some(currency) if issues.is_empty() => Ok(PriceBook {
                 meters: index_meters(&mut products),
                 currency,
                 version: self.version,
@@ -481,7 +489,7 @@ impl WireBook {
                 commitment,
                 spend_limits,
             }),
-            _ => Err(issues.0),
+            _ => Err(issues.finish()),
         }
     }
 }
@@ -507,12 +515,23 @@ fn check_key(key: &str, path: &str, keys: &mut Vec<(String, String)>, issues: &m
     if !is_identifier(key) {
         issues.push(
             format!("{path}.key"),
-            format!("`{key}` must be 1–64 characters of a-z, 0-9, `_`, `-` or `.`"),
+            format!("`{}` must be 1–64 characters of a-z, 0-9, `_`, `-` or `.`", echo(key)),
         );
     } else if let Some((_, first)) = keys.iter().find(|(k, _)| k == key) {
         issues.push(format!("{path}.key"), format!("`{key}` is already used by {first}"));
     } else {
         keys.push((key.to_owned(), path.to_owned()));
+    }
+}
+
+/// The value of a decimal field, or `None` after reporting why it is not one.
+fn value(n: &BookNum, path: &str, issues: &mut Issues) -> Option<Decimal> {
+    match &n.0 {
+        Ok(d) => Some(*d),
+        Err(m) => {
+            issues.push(path, m.as_str());
+            None
+        }
     }
 }
 
@@ -525,8 +544,8 @@ fn check_amount(amount: Decimal, path: &str, issues: &mut Issues) {
 /// Exactly one of a major-unit field and its Stripe minor-unit twin (`unit_amount` / `unit_amount_decimal`).
 /// Returns the amount in major units, `None` when neither is given.
 fn major_or_minor(
-    major: Option<&Num>,
-    minor: Option<&Num>,
+    major: Option<&BookNum>,
+    minor: Option<&BookNum>,
     names: (&str, &str),
     path: &str,
     exponent: u32,
@@ -540,10 +559,10 @@ fn major_or_minor(
             );
             None
         }
-        (Some(m), None) => Some(m.0),
+        (Some(m), None) => value(m, &format!("{path}.{}", names.0), issues),
         (None, Some(minor)) => {
             // Minor units (cents) to major units: a shift of the decimal point, exact.
-            let mut v = minor.0;
+            let mut v = value(minor, &format!("{path}.{}", names.1), issues)?;
             if v.scale() + exponent > 28 {
                 issues.push(format!("{path}.{}", names.1), "has too many decimal places");
                 return None;
@@ -563,7 +582,7 @@ impl WireCharge {
         keys: &mut Vec<(String, String)>,
         issues: &mut Issues,
     ) -> Option<Metered> {
-        let before = issues.0.len();
+        let before = issues.count();
         check_key(&self.key, path, keys, issues);
         if self.name.trim().is_empty() {
             issues.push(format!("{path}.name"), "must not be empty");
@@ -574,11 +593,11 @@ impl WireCharge {
         if !is_identifier(&self.meter) {
             issues.push(
                 format!("{path}.meter"),
-                format!("`{}` must be 1–64 characters of a-z, 0-9, `_`, `-` or `.`", self.meter),
+                format!("`{}` must be 1–64 characters of a-z, 0-9, `_`, `-` or `.`", echo(&self.meter)),
             );
         }
         let charge = self.charge_model(path, currency, issues);
-        (issues.0.len() == before).then_some(()).and(charge).map(|charge| Metered {
+        (issues.count() == before).then_some(()).and(charge).map(|charge| Metered {
             key: self.key.as_str().into(),
             name: self.name.as_str().into(),
             unit: self.unit.as_str().into(),
@@ -608,6 +627,8 @@ impl WireCharge {
         }
         if let Some(tiers) = &self.tiers {
             let mut parsed = Vec::with_capacity(tiers.len());
+            // A bound that is not a number leaves nothing to check the table's order against.
+            let mut unreadable_bound = false;
             for (i, t) in tiers.iter().enumerate() {
                 let tpath = format!("{path}.tiers[{i}]");
                 let unit = major_or_minor(
@@ -630,11 +651,22 @@ impl WireCharge {
                 if given.iter().all(|f| f.is_none()) {
                     issues.push(&tpath, "must have a unit amount or a flat amount");
                 }
+                let up_to = match &t.up_to.0 {
+                    Ok(up_to) => *up_to,
+                    Err(m) => {
+                        issues.push(format!("{tpath}.up_to"), m);
+                        unreadable_bound = true;
+                        None
+                    }
+                };
                 parsed.push(Tier {
-                    up_to: t.up_to.0,
+                    up_to,
                     unit_amount: unit.unwrap_or(Decimal::ZERO),
                     flat_amount: flat.unwrap_or(Decimal::ZERO),
                 });
+            }
+            if unreadable_bound {
+                return None;
             }
             return match TierSchedule::new(parsed) {
                 Ok(mut schedule) => {
@@ -663,11 +695,13 @@ impl WireCharge {
                 issues,
             );
             let Some(amount) = amount else {
-                issues.push(&ppath, "must have an `amount` (or `amount_decimal`)");
+                if p.amount.is_none() && p.amount_decimal.is_none() {
+                    issues.push(&ppath, "must have an `amount` (or `amount_decimal`)");
+                }
                 return None;
             };
             check_amount(amount, &format!("{ppath}.amount"), issues);
-            let size = p.size.0;
+            let size = value(&p.size, &format!("{ppath}.size"), issues)?;
             if size <= Decimal::ZERO {
                 issues.push(format!("{ppath}.size"), "must be greater than 0");
             } else if let Err(m) = Quantity::new(size) {
@@ -690,8 +724,9 @@ impl WireCharge {
 
 impl WireCommitment {
     fn validate(self, issues: &mut Issues) -> CommitmentOffer {
-        let minimum_credit = self.minimum_credit.0;
-        if minimum_credit <= Decimal::ZERO {
+        let given = value(&self.minimum_credit, "commitment.minimum_credit", issues);
+        let minimum_credit = given.unwrap_or(Decimal::ONE);
+        if given.is_some_and(|m| m <= Decimal::ZERO) {
             issues.push("commitment.minimum_credit", "must be greater than 0");
         }
         if self.brackets.is_empty() {
@@ -700,19 +735,36 @@ impl WireCommitment {
         let mut brackets = Vec::with_capacity(self.brackets.len());
         for (i, b) in self.brackets.iter().enumerate() {
             let path = format!("commitment.brackets[{i}]");
-            if b.discount.0.is_sign_negative() || b.discount.0 >= Decimal::ONE {
+            let (Some(credit_from), Some(discount)) = (
+                value(&b.credit_from, &format!("{path}.credit_from"), issues),
+                value(&b.discount, &format!("{path}.discount"), issues),
+            ) else {
+                continue;
+            };
+            if discount.is_sign_negative() || discount >= Decimal::ONE {
                 issues
                     .push(format!("{path}.discount"), "must be at least 0 and less than 1 (0.10 means 10 %)");
             }
             if let Some(prev) = brackets.last().map(|p: &Bracket| p.credit_from) {
-                if b.credit_from.0 <= prev {
+                if credit_from <= prev {
                     issues.push(
                         format!("{path}.credit_from"),
                         format!("must be greater than the previous bracket's credit_from ({prev})"),
                     );
                 }
             }
-            brackets.push(Bracket { credit_from: b.credit_from.0, discount: b.discount.0 });
+            brackets.push(Bracket { credit_from, discount });
+        }
+        if let (Some(first), true) = (brackets.first(), minimum_credit > Decimal::ZERO) {
+            if minimum_credit < first.credit_from {
+                issues.push(
+                    "commitment.minimum_credit",
+                    format!(
+                        "must be at least the first bracket's credit_from ({}): a smaller credit would have no bracket",
+                        first.credit_from
+                    ),
+                );
+            }
         }
         let term_months = self.term_months.unwrap_or(12);
         if !(1..=120).contains(&term_months) {
@@ -725,8 +777,11 @@ impl WireCommitment {
 impl WireSpendLimits {
     fn validate(self, issues: &mut Issues) -> SpendLimitRules {
         let defaults = SpendLimitRules::default();
-        let min = self.min.map_or(defaults.min, |n| n.0);
-        let max = self.max.map(|n| n.0);
+        let min = self
+            .min
+            .map_or(Some(defaults.min), |n| value(&n, "spend_limits.min", issues))
+            .unwrap_or_default();
+        let max = self.max.and_then(|n| value(&n, "spend_limits.max", issues));
         if min.is_sign_negative() && !min.is_zero() || !min.fract().is_zero() {
             issues.push("spend_limits.min", "must be a whole, non-negative amount");
         }
@@ -735,21 +790,23 @@ impl WireSpendLimits {
                 issues.push("spend_limits.max", "must be a whole amount not below `min`");
             }
         }
-        let alert_thresholds: Vec<Decimal> =
-            self.alert_thresholds.map_or(defaults.alert_thresholds, |t| t.into_iter().map(|n| n.0).collect());
-        for (i, t) in alert_thresholds.iter().enumerate() {
-            if *t <= Decimal::ZERO || *t > Decimal::ONE {
-                issues.push(
-                    format!("spend_limits.alert_thresholds[{i}]"),
-                    "must be greater than 0 and at most 1",
-                );
-            } else if i > 0 && *t <= alert_thresholds[i - 1] {
-                issues.push(
-                    format!("spend_limits.alert_thresholds[{i}]"),
-                    "thresholds must be strictly increasing",
-                );
+        let alert_thresholds = match self.alert_thresholds {
+            None => defaults.alert_thresholds,
+            Some(given) => {
+                let mut thresholds: Vec<Decimal> = Vec::with_capacity(given.len());
+                for (i, n) in given.iter().enumerate() {
+                    let path = format!("spend_limits.alert_thresholds[{i}]");
+                    let Some(t) = value(n, &path, issues) else { continue };
+                    if t <= Decimal::ZERO || t > Decimal::ONE {
+                        issues.push(path, "must be greater than 0 and at most 1");
+                    } else if thresholds.last().is_some_and(|prev| t <= *prev) {
+                        issues.push(path, "thresholds must be strictly increasing");
+                    }
+                    thresholds.push(t);
+                }
+                thresholds
             }
-        }
+        };
         SpendLimitRules { min, max, alert_thresholds }
     }
 }
@@ -797,23 +854,28 @@ impl PriceBook {
                     key: a.key.to_string(),
                     name: a.name.to_string(),
                     description: a.description.clone(),
-                    monthly_price: Num(a.monthly_price),
+                    monthly_price: BookNum::ok(a.monthly_price),
                 })
                 .collect(),
             commitment: self.commitment.as_ref().map(|c| WireCommitment {
-                minimum_credit: Num(c.minimum_credit),
+                minimum_credit: BookNum::ok(c.minimum_credit),
                 brackets: c
                     .brackets
                     .iter()
-                    .map(|b| WireBracket { credit_from: Num(b.credit_from), discount: Num(b.discount) })
+                    .map(|b| WireBracket {
+                        credit_from: BookNum::ok(b.credit_from),
+                        discount: BookNum::ok(b.discount),
+                    })
                     .collect(),
                 term_months: Some(c.term_months),
                 description: None,
             }),
             spend_limits: Some(WireSpendLimits {
-                min: Some(Num(self.spend_limits.min)),
-                max: self.spend_limits.max.map(Num),
-                alert_thresholds: Some(self.spend_limits.alert_thresholds.iter().copied().map(Num).collect()),
+                min: Some(BookNum::ok(self.spend_limits.min)),
+                max: self.spend_limits.max.map(BookNum::ok),
+                alert_thresholds: Some(
+                    self.spend_limits.alert_thresholds.iter().copied().map(BookNum::ok).collect(),
+                ),
                 description: None,
             }),
         }
@@ -833,16 +895,16 @@ impl Metered {
         let tiers = |t: &TierSchedule| {
             t.tiers()
                 .map(|t| WireTier {
-                    up_to: UpTo(t.up_to),
-                    unit_amount: Some(Num(t.unit_amount)),
+                    up_to: UpTo(Ok(t.up_to)),
+                    unit_amount: Some(BookNum::ok(t.unit_amount)),
                     unit_amount_decimal: None,
-                    flat_amount: (!t.flat_amount.is_zero()).then_some(Num(t.flat_amount)),
+                    flat_amount: (!t.flat_amount.is_zero()).then_some(BookNum::ok(t.flat_amount)),
                     flat_amount_decimal: None,
                 })
                 .collect()
         };
         match &self.charge {
-            ChargeModel::PerUnit { unit_amount } => w.unit_amount = Some(Num(*unit_amount)),
+            ChargeModel::PerUnit { unit_amount } => w.unit_amount = Some(BookNum::ok(*unit_amount)),
             ChargeModel::Graduated(t) => w.tiers = Some(tiers(t)),
             ChargeModel::Volume(t) => {
                 w.tiers_mode = Some(TiersMode::Volume);
@@ -850,8 +912,8 @@ impl Metered {
             }
             ChargeModel::Package(p) => {
                 w.package = Some(WirePackage {
-                    size: Num(p.size),
-                    amount: Some(Num(p.amount)),
+                    size: BookNum::ok(p.size),
+                    amount: Some(BookNum::ok(p.amount)),
                     amount_decimal: None,
                     round: p.round,
                 });

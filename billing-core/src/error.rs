@@ -1,6 +1,97 @@
-//! The crate's one error type.
+//! The crate's one error type, and the bounds on what an error may say.
+//!
+//! Validation reports every problem, but an error stays small whatever the input: at most [`MAX_ISSUES`] issues
+//! are listed, then one `… and N more`; any name or value from the input is echoed cut to [`MAX_ECHO`] characters.
 
+use std::borrow::Cow;
 use std::fmt;
+
+/// The most issues an error lists; the rest are counted in a last `… and N more` issue.
+pub const MAX_ISSUES: usize = 50;
+
+/// The most characters of a name or value from the input that an error message repeats.
+pub const MAX_ECHO: usize = 64;
+
+/// `text` as an error message may repeat it: cut to [`MAX_ECHO`] characters, with `…` when cut.
+pub fn echo(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_ECHO) {
+        None => Cow::Borrowed(text),
+        Some((at, _)) => Cow::Owned(format!("{}…", &text[..at])),
+    }
+}
+
+/// A message from a parser (serde) with every quoted or back-quoted stretch of input cut by [`echo`].
+pub(crate) fn clip_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(512));
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let close = rest.find(quote).unwrap_or(rest.len());
+        out.push_str(&echo(&rest[..close]));
+        rest = &rest[close..];
+        if let Some(q) = rest.chars().next() {
+            out.push(q);
+            rest = &rest[q.len_utf8()..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Collects issues in order, keeping the first [`MAX_ISSUES`] and counting the rest.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    issues: Vec<Issue>,
+    more: usize,
+}
+
+impl Report {
+    /// Records an issue.
+    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        if self.issues.len() < MAX_ISSUES {
+            self.issues.push(Issue::new(path, message));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Records issues found elsewhere.
+    pub(crate) fn extend(&mut self, issues: Vec<Issue>) {
+        for issue in issues {
+            if issue.path.is_empty() && issue.message.starts_with("… and ") {
+                // Another report's own overflow count.
+                self.more += issue.message.split(' ').nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+            } else {
+                self.push(issue.path, issue.message);
+            }
+        }
+    }
+
+    /// How many issues were recorded, listed or counted.
+    pub(crate) fn count(&self) -> usize {
+        self.issues.len() + self.more
+    }
+
+    /// Whether an issue is listed at `path`.
+    pub(crate) fn has_under(&self, path: &str) -> bool {
+        self.issues.iter().any(|i| i.path == path)
+    }
+
+    /// Whether nothing was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.issues.is_empty()
+    }
+
+    /// The issues, with a last `… and N more` when some were only counted.
+    pub(crate) fn finish(mut self) -> Vec<Issue> {
+        if self.more > 0 {
+            self.issues.push(Issue::new("", format!("… and {} more", self.more)));
+        }
+        self.issues
+    }
+}
 
 /// One problem found in a price book or a request, with the JSON path of the field it concerns.
 ///

@@ -48,7 +48,7 @@ impl Currency {
     pub fn from_code(code: &str) -> Result<Currency, String> {
         CURRENCIES.iter().find(|c| c.code == code).copied().ok_or_else(|| {
             let known: Vec<&str> = CURRENCIES.iter().map(|c| c.code).collect();
-            format!("unknown currency `{code}` (known: {})", known.join(", "))
+            format!("unknown currency `{}` (known: {})", crate::error::echo(code), known.join(", "))
         })
     }
 

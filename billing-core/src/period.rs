@@ -4,6 +4,8 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::money::Currency;
+
 /// A billing period, half-open: `[start, end)` in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "RawPeriod")]
@@ -142,18 +144,22 @@ impl Proration {
         self.seconds == self.of
     }
 
-    /// `amount × seconds / of`.
+    /// `amount × seconds / of`, rounded once, half away from zero, to the currency's minor unit.
     ///
-    /// The multiplication is exact; the one division is carried to 28 significant digits. Rounding that quotient
-    /// to a minor unit is nonetheless exact: `of` is at most ~3.2·10^7 seconds, so an exact ratio that is not itself
-    /// a half-cent midpoint lies at least 1/(200·of) > 10^-11 away from one, far more than the 10^-20 error of the
-    /// quotient; and a ratio that is a midpoint is a short decimal that the division returns exactly.
+    /// Exact for every amount a `Decimal` holds and every period chrono can represent: the rational is formed and
+    /// divided in 256-bit integers ([`crate::exact::mul_div_round`]), so nothing is cut to 28 significant digits
+    /// before the one rounding, and nothing overflows on the way.
     ///
     /// # Errors
-    /// [`crate::Error::Overflow`] when the amount is too large.
-    pub fn apply(&self, amount: Decimal) -> crate::Result<Decimal> {
-        let scaled = crate::exact::mul(amount, Decimal::from(self.seconds), "proration")?;
-        scaled.checked_div(Decimal::from(self.of)).ok_or(crate::Error::Overflow { context: "proration" })
+    /// [`crate::Error::Overflow`] only for a share outside `0 ≤ seconds ≤ of`, `of > 0` (never built here).
+    pub fn apply_rounded(&self, amount: Decimal, currency: Currency) -> crate::Result<Decimal> {
+        let overflow = crate::Error::Overflow { context: "proration" };
+        let seconds = u64::try_from(self.seconds).map_err(|_| overflow.clone())?;
+        let of = u64::try_from(self.of).map_err(|_| overflow.clone())?;
+        if seconds > of {
+            return Err(overflow);
+        }
+        crate::exact::mul_div_round(amount, seconds, of, currency.exponent(), "proration")
     }
 }
 
@@ -202,7 +208,7 @@ mod tests {
         let p = BillingPeriod::new(day(2026, 11, 1), day(2026, 12, 1)).unwrap();
         let half = p.remaining_from(day(2026, 11, 16)).unwrap();
         assert_eq!(half, Proration { seconds: 15 * 86_400, of: 30 * 86_400 });
-        assert_eq!(half.apply(Decimal::from(250)).unwrap(), Decimal::from(125));
+        assert_eq!(half.apply_rounded(Decimal::from(250), Currency::USD).unwrap().to_string(), "125.00");
         assert!(p.remaining_from(day(2026, 12, 1)).is_err());
         assert!(p.remaining_from(day(2026, 10, 1)).unwrap().is_full());
     }

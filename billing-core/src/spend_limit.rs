@@ -133,15 +133,16 @@ pub struct LimitState {
 }
 
 /// The alert thresholds (shares of the limit, e.g. 0.8 and 1.0) reached in `state`: a threshold `t` is reached
-/// when the net amount is at least `t × limit`; the 100 % threshold also when usage is being dropped (with whole
-/// units, the bill can stop just short of the limit).
+/// when something is billed and the net amount is at least `t × limit`; every threshold is reached once the cap
+/// binds and usage is dropped (with a discount, a capped bill can stop a fraction of a cent short of the cap). So
+/// a zero cap raises its alerts when usage is first dropped, not before anything happens.
 pub fn thresholds_reached(thresholds: &[Decimal], limit: SpendLimit, state: LimitState) -> Vec<Decimal> {
     thresholds
         .iter()
         .copied()
         .filter(|t| {
             let at = exact::mul(*t, limit.amount(), "alert threshold").unwrap_or(Decimal::MAX);
-            state.net_amount >= at || (state.dropping && *t == Decimal::ONE)
+            state.dropping || (state.net_amount > Decimal::ZERO && state.net_amount >= at)
         })
         .collect()
 }
@@ -260,5 +261,13 @@ mod tests {
         assert_eq!(thresholds_crossed(t, l, state("0", false), state("100", false)), vec![d("0.8"), d("1")]);
         assert_eq!(thresholds_crossed(t, l, state("85", false), state("99", true)), vec![d("1")]);
         assert_eq!(thresholds_crossed(t, l, state("100", true), state("100", true)), Vec::<Decimal>::new());
+        assert_eq!(thresholds_crossed(t, l, state("0", false), state("99.99", true)), vec![d("0.8"), d("1")]);
+        let zero = limit("0");
+        assert_eq!(
+            thresholds_reached(t, zero, state("0", false)),
+            Vec::<Decimal>::new(),
+            "nothing happened yet"
+        );
+        assert_eq!(thresholds_reached(t, zero, state("0", true)), vec![d("0.8"), d("1")]);
     }
 }

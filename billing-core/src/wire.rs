@@ -10,6 +10,8 @@ use rust_decimal::Decimal;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::error::echo;
+
 /// A decimal read from a JSON integer or a decimal string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Num(pub Decimal);
@@ -42,64 +44,57 @@ impl<'de> Deserialize<'de> for Num {
     }
 }
 
-/// Parses a plain decimal string (`"12"`, `"0.00005"`, `"-3.5"`); no exponent, no spaces, no thousands separators.
+/// The one grammar of decimal strings, in requests and price books alike: digits, optionally a point and more
+/// digits. No sign, no exponent, no spaces, no separators, nothing before the first digit or after the last.
+pub const DECIMAL_GRAMMAR: &str = "digits with an optional fractional part, such as \"12\" or \"0.00005\"";
+
+/// Parses a decimal string of the grammar `digits[.digits]` ([`DECIMAL_GRAMMAR`]): `"12"`, `"0.00005"`.
+///
+/// `"+5"`, `"-0"`, `"5."`, `".5"`, `" 5"`, `"1e3"` and `"1,000"` are all refused, with the same message. Nothing
+/// tally reads is negative, so there is no sign to write.
 ///
 /// # Errors
-/// A message naming the text when it is not such a decimal or has more than 28 decimal places.
+/// A message naming the text (cut to [`crate::error::MAX_ECHO`] characters) when it does not follow the grammar or
+/// has more digits than a `Decimal` holds exactly (28 decimal places, 96 bits).
 pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
-    let plain = !text.is_empty()
-        && text.trim_start_matches(['-', '+']).chars().all(|c| c.is_ascii_digit() || c == '.')
-        && text.chars().filter(|c| *c == '.').count() <= 1
-        && text.trim_start_matches(['-', '+']).chars().any(|c| c.is_ascii_digit());
-    if !plain {
-        return Err(format!("`{text}` is not a decimal number"));
+    let (int, frac) = text.split_once('.').unwrap_or((text, "1"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !digits(frac) {
+        return Err(format!("`{}` is not a decimal number: write {DECIMAL_GRAMMAR}", echo(text)));
     }
-    let value =
-        Decimal::from_str_exact(text).map_err(|_| format!("`{text}` has too many digits to be exact"))?;
-    Ok(value)
+    Decimal::from_str_exact(text).map_err(|_| format!("`{}` has too many digits to be exact", echo(text)))
 }
 
-/// A tier's upper bound: a number, or `null` / `"inf"` for the open-ended last tier (Stripe's spelling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpTo(pub Option<Decimal>);
+/// A decimal field of a price book as written: its value, or why it is not one. Read leniently (any JSON value), so
+/// that validation reports a malformed number at its path together with every other problem of the book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookNum(pub Result<Decimal, String>);
 
-struct UpToVisitor;
-
-impl Visitor<'_> for UpToVisitor {
-    type Value = UpTo;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an integer, a decimal string, null or \"inf\"")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<UpTo, E> {
-        Ok(UpTo(None))
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<UpTo, E> {
-        Ok(UpTo(None))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<UpTo, E> {
-        Ok(UpTo(Some(Decimal::from(v))))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<UpTo, E> {
-        Ok(UpTo(Some(Decimal::from(v))))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<UpTo, E> {
-        if v == "inf" {
-            Ok(UpTo(None))
-        } else {
-            parse_decimal(v).map(|d| UpTo(Some(d))).map_err(E::custom)
-        }
+impl BookNum {
+    /// A valid value.
+    pub fn ok(value: Decimal) -> BookNum {
+        BookNum(Ok(value))
     }
 }
+
+impl<'de> Deserialize<'de> for BookNum {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(BookNum(Json::deserialize(d)?.decimal()))
+    }
+}
+
+/// A tier's upper bound as written: a number, or `null` / `"inf"` for the open-ended last tier (Stripe's spelling);
+/// or why it is none of these (read leniently, like [`BookNum`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpTo(pub Result<Option<Decimal>, String>);
 
 impl<'de> Deserialize<'de> for UpTo {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UpToVisitor)
+        Ok(UpTo(match Json::deserialize(d)? {
+            Json::Null => Ok(None),
+            Json::Str(s) if s == "inf" => Ok(None),
+            other => other.decimal().map(Some).map_err(|m| format!("{m}, null or \"inf\"")),
+        }))
     }
 }
 
@@ -129,6 +124,121 @@ pub fn normalized_option<S: serde::Serializer>(value: &Option<Decimal>, s: S) ->
     }
 }
 
+/// The most bytes of JSON tally reads as one request or one price book (1 MiB). Larger input is refused before it
+/// is parsed, so memory stays bounded whatever arrives.
+pub const MAX_INPUT_BYTES: usize = 1_048_576;
+
+/// The refusal of an input over [`MAX_INPUT_BYTES`], or `None` when it fits.
+pub fn too_large(what: &str, bytes: usize) -> Option<String> {
+    (bytes > MAX_INPUT_BYTES).then(|| {
+        format!("the {what} is larger than {MAX_INPUT_BYTES} bytes (1 MiB), the most tally reads; it was not parsed")
+    })
+}
+
+/// A JSON document as written: objects keep their keys in order, duplicates included, so a repeated key is
+/// reported instead of silently overwritten; numbers with a fraction or an exponent are kept apart (as `Float`),
+/// never converted. Read with serde_json (whose nesting limit of 128 bounds the depth).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Json {
+    Null,
+    Bool(bool),
+    /// A JSON integer within `i64`/`u64`.
+    Int(i128),
+    /// A JSON number with a fraction or an exponent, or an integer too large for 64 bits.
+    Float,
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// What this value is, for messages (`expected an object, found a string`).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Int(_) => "an integer",
+            Json::Float => "a number with a fraction or exponent",
+            Json::Str(_) => "a string",
+            Json::Arr(_) => "an array",
+            Json::Obj(_) => "an object",
+        }
+    }
+
+    /// A decimal from a JSON integer or a decimal string of [`DECIMAL_GRAMMAR`].
+    pub(crate) fn decimal(&self) -> Result<Decimal, String> {
+        match self {
+            Json::Int(n) => Decimal::try_from_i128_with_scale(*n, 0).map_err(|e| e.to_string()),
+            Json::Str(s) => parse_decimal(s),
+            Json::Float => Err(format!(
+                "a JSON number with a fraction or an exponent is read as a binary float: write it as a decimal \
+                 string, {DECIMAL_GRAMMAR}"
+            )),
+            other => Err(format!("expected an integer or a decimal string, found {}", other.kind())),
+        }
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::Int(i128::from(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::Int(i128::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Json, E> {
+        Ok(Json::Float)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::Str(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Json, E> {
+        Ok(Json::Str(v))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Arr(items))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            entries.push((key, map.next_value()?));
+        }
+        Ok(Json::Obj(entries))
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,16 +260,24 @@ mod tests {
 
     #[test]
     fn malformed_decimal_strings_are_rejected() {
-        for bad in ["", "1e5", " 1", "1,000", "abc", "1.2.3", "-", "."] {
-            assert!(parse_decimal(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "", "1e5", " 1", "1 ", "1,000", "abc", "1.2.3", "-", ".", "+5", "-0", "-1", "5.", ".5", "0x10",
+            "١",
+        ] {
+            let err = parse_decimal(bad).unwrap_err();
+            assert!(err.contains("is not a decimal number: write digits"), "{bad:?}: {err}");
+        }
+        for good in ["0", "007", "12", "0.00005", "1000000000000", "3.730"] {
+            assert!(parse_decimal(good).is_ok(), "{good:?} should be accepted");
         }
         assert!(parse_decimal("0.00000000000000000000000000001").is_err());
     }
 
     #[test]
     fn up_to_accepts_null_and_inf_for_the_open_tier() {
-        assert_eq!(serde_json::from_str::<UpTo>("null").unwrap(), UpTo(None));
-        assert_eq!(serde_json::from_str::<UpTo>("\"inf\"").unwrap(), UpTo(None));
-        assert_eq!(serde_json::from_str::<UpTo>("10").unwrap(), UpTo(Some(Decimal::from(10))));
+        assert_eq!(serde_json::from_str::<UpTo>("null").unwrap(), UpTo(Ok(None)));
+        assert_eq!(serde_json::from_str::<UpTo>("\"inf\"").unwrap(), UpTo(Ok(None)));
+        assert_eq!(serde_json::from_str::<UpTo>("10").unwrap(), UpTo(Ok(Some(Decimal::from(10)))));
+        assert!(serde_json::from_str::<UpTo>("\"-inf\"").unwrap().0.is_err());
     }
 }

@@ -21,7 +21,7 @@ fn check(dir: &Path) {
         Err(_) => PriceBook::default_book().unwrap(),
     };
     let request = read("request.json").unwrap();
-    let actual = match QuoteRequest::from_json(&request).and_then(|r| compute(&book, &r)) {
+    let actual = match QuoteRequest::from_json_for(&book, &request).and_then(|r| compute(&book, &r)) {
         Ok(bill) => serde_json::to_string_pretty(&bill).unwrap(),
         Err(e) => serde_json::to_string_pretty(&serde_json::json!({"error": e.to_string()})).unwrap(),
     } + "\n";

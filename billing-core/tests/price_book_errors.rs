@@ -63,8 +63,8 @@ fn unknown_fields_are_errors_not_ignored() {
 #[test]
 fn wrong_types_and_json_floats_name_the_field() {
     let s = single(|b| b["products"][0]["tiers"][1]["unit_amount"] = json!(0.001));
-    assert!(s.starts_with("products[0].tiers[1].unit_amount: invalid type: floating point"), "{s}");
-    assert!(s.contains("expected an integer or a decimal string"), "{s}");
+    assert!(s.starts_with("products[0].tiers[1].unit_amount: a JSON number with a fraction or an exponent is read as a binary float"), "{s}");
+    assert!(s.contains("write it as a decimal string"), "{s}");
     let s = single(|b| b["products"][0]["tiers"][0]["up_to"] = json!("lots"));
     assert!(s.starts_with("products[0].tiers[0].up_to: `lots` is not a decimal number"), "{s}");
     let s = single(|b| b["products"][0]["name"] = json!(5));
@@ -150,7 +150,7 @@ fn tier_tables_report_every_problem() {
     let found = issues(|b| {
         b["products"][0]["tiers"] = json!([
             {"up_to": 0, "unit_amount": "1"},
-            {"up_to": "-5", "unit_amount": "-1", "flat_amount": "-2"},
+            {"up_to": -5, "unit_amount": -1, "flat_amount": -2},
             {"up_to": null, "unit_amount": "1"},
             {"up_to": "10.0000001", "unit_amount_decimal": "1", "unit_amount": "0.01"},
             {"up_to": 20, "flat_amount": "1", "flat_amount_decimal": "100"},
@@ -182,8 +182,12 @@ fn tier_tables_report_every_problem() {
 #[test]
 fn per_unit_prices_and_minor_units() {
     assert_eq!(
-        single(|b| b["products"][0]["addons"][0]["unit_amount"] = json!("-0.5")),
+        single(|b| b["products"][0]["addons"][0]["unit_amount"] = json!(-1)),
         "products[0].addons[0].unit_amount: must not be negative"
+    );
+    assert_eq!(
+        single(|b| b["products"][0]["addons"][0]["unit_amount"] = json!("-0.5")),
+        "products[0].addons[0].unit_amount: `-0.5` is not a decimal number: write digits with an optional fractional part, such as \"12\" or \"0.00005\""
     );
     assert_eq!(
         single(|b| {
@@ -211,7 +215,7 @@ fn packages() {
         "products[0].package: must have an `amount` (or `amount_decimal`)"
     );
     assert_eq!(
-        single(package(json!({"size": 10, "amount": "-5"}))),
+        single(package(json!({"size": 10, "amount": -5}))),
         "products[0].package.amount: must not be negative"
     );
     assert_eq!(
@@ -233,7 +237,7 @@ fn add_ons_and_platform_add_ons() {
         "products[0].addons[0].addons: add-ons cannot have add-ons"
     );
     assert_eq!(
-        single(|b| b["platform_addons"][0]["monthly_price"] = json!("-1")),
+        single(|b| b["platform_addons"][0]["monthly_price"] = json!(-1)),
         "platform_addons[0].monthly_price: must not be negative"
     );
 }
@@ -243,7 +247,8 @@ fn commitment_offers() {
     let found = issues(|b| {
         b["commitment"] = json!({"minimum_credit": "0", "term_months": 0, "brackets": [
             {"credit_from": "1000", "discount": "1"},
-            {"credit_from": "1000", "discount": "-0.1"}
+            {"credit_from": "1000", "discount": "-0.1"},
+            {"credit_from": "+2000", "discount": "0.2"}
         ]});
     });
     assert_eq!(
@@ -251,8 +256,8 @@ fn commitment_offers() {
         [
             "commitment.minimum_credit: must be greater than 0",
             "commitment.brackets[0].discount: must be at least 0 and less than 1 (0.10 means 10 %)",
-            "commitment.brackets[1].discount: must be at least 0 and less than 1 (0.10 means 10 %)",
-            "commitment.brackets[1].credit_from: must be greater than the previous bracket's credit_from (1000)",
+            "commitment.brackets[1].discount: `-0.1` is not a decimal number: write digits with an optional fractional part, such as \"12\" or \"0.00005\"",
+            "commitment.brackets[2].credit_from: `+2000` is not a decimal number: write digits with an optional fractional part, such as \"12\" or \"0.00005\"",
             "commitment.term_months: must be between 1 and 120",
         ]
     );
@@ -260,13 +265,18 @@ fn commitment_offers() {
         single(|b| b["commitment"]["brackets"] = json!([])),
         "commitment.brackets: must list at least one bracket"
     );
+    assert_eq!(
+        single(|b| b["commitment"]["minimum_credit"] = json!("999.99")),
+        "commitment.minimum_credit: must be at least the first bracket's credit_from (1000): a smaller credit would \
+         have no bracket"
+    );
 }
 
 #[test]
 fn spend_limit_rules() {
     let found = issues(|b| {
         b["spend_limits"] =
-            json!({"min": "-1", "max": "10.5", "alert_thresholds": ["0.9", "0.8", "1.5", "0"]});
+            json!({"min": -1, "max": "10.5", "alert_thresholds": ["0.9", "0.8", "1.5", "0", ".5"]});
     });
     assert_eq!(
         found,
@@ -276,6 +286,7 @@ fn spend_limit_rules() {
             "spend_limits.alert_thresholds[1]: thresholds must be strictly increasing",
             "spend_limits.alert_thresholds[2]: must be greater than 0 and at most 1",
             "spend_limits.alert_thresholds[3]: must be greater than 0 and at most 1",
+            "spend_limits.alert_thresholds[4]: `.5` is not a decimal number: write digits with an optional fractional part, such as \"12\" or \"0.00005\"",
         ]
     );
 }
@@ -287,8 +298,9 @@ fn problems_across_the_whole_book_are_reported_together() {
         b["products"][0]["tiers"][1]["up_to"] = json!(500);
         b["platform_addons"][0]["monthly_price"] = json!("-250");
         b["commitment"]["brackets"][0]["discount"] = json!("2");
+        b["spend_limits"]["max"] = json!("5.");
     });
-    assert_eq!(found.len(), 4, "{found:?}");
+    assert_eq!(found.len(), 5, "{found:?}");
 }
 
 #[test]
