@@ -592,6 +592,23 @@ fn push_usage_line<'book>(
     Ok(())
 }
 
+/// The add-ons a request may choose, for a message: at most ten named, the rest counted.
+fn choices_of(book: &PriceBook) -> String {
+    let all: Vec<&str> = book
+        .products()
+        .iter()
+        .flat_map(|p| &p.addons)
+        .filter(|a| a.optional)
+        .map(|a| &*a.metered.key)
+        .chain(book.platform_addons().iter().map(|a| &*a.key))
+        .collect();
+    match all.len() {
+        0 => "this price book has none".to_owned(),
+        n if n <= 10 => all.join(", "),
+        n => format!("{}, … and {} more", all[..10].join(", "), n - 10),
+    }
+}
+
 /// Checks a request against a price book, reporting every problem (what [`compute`] would refuse).
 ///
 /// # Errors
@@ -625,6 +642,7 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
         credit_balance: None,
     };
     let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut choices: Option<String> = None;
     for (i, choice) in request.addons.iter().enumerate() {
         let path = format!("addons[{i}]");
         let key = choice.key();
@@ -632,9 +650,7 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
             issues.push(&path, format!("`{}` is chosen twice", echo(key)));
             continue;
         }
-        let addon = book.products().iter().flat_map(|p| &p.addons).find(|a| &*a.metered.key == key);
-        let platform = book.platform_addons().iter().find(|a| &*a.key == key);
-        match (addon, platform) {
+        match (book.addon(key), book.platform_addon(key)) {
             (Some(a), _) if !a.optional => issues.push(
                 &path,
                 format!(
@@ -660,24 +676,18 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
                 }
                 plan.platform.push((p, choice.from()));
             }
-            (None, None) => {
-                let optional: Vec<&str> = book
-                    .products()
-                    .iter()
-                    .flat_map(|p| &p.addons)
-                    .filter(|a| a.optional)
-                    .map(|a| &*a.metered.key)
-                    .chain(book.platform_addons().iter().map(|a| &*a.key))
-                    .collect();
-                issues.push(
-                    &path,
-                    format!("unknown add-on `{}` (choose from: {})", echo(key), optional.join(", ")),
-                );
-            }
+            (None, None) => issues.push(
+                &path,
+                format!(
+                    "unknown add-on `{}` (choose from: {})",
+                    echo(key),
+                    choices.get_or_insert_with(|| choices_of(book))
+                ),
+            ),
         }
     }
     // Platform add-ons are billed in book order, whatever the order of the request.
-    plan.platform.sort_by_key(|(p, _)| book.platform_addons().iter().position(|x| x.key == p.key));
+    plan.platform.sort_by_key(|(p, _)| book.platform_addon_position(&p.key));
     for (product, amount) in &request.limits {
         let path = format!("limits.{}", echo(product));
         match book.product(product) {

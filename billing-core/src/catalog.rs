@@ -34,6 +34,17 @@ pub struct PriceBook {
     spend_limits: SpendLimitRules,
     /// Every meter some product or add-on is priced on, sorted and without duplicates (derived).
     meters: Vec<Arc<str>>,
+    /// Every key of the book (unique across it), sorted, with what it names (derived): a lookup by key is a
+    /// binary search, whatever the size of the book.
+    keys: Vec<(Arc<str>, Named)>,
+}
+
+/// What a key of the book names: a product, an add-on of a product, or a platform add-on (by position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Named {
+    Product(usize),
+    Addon(usize, usize),
+    Platform(usize),
 }
 
 /// A metered product and the add-ons billed beside it.
@@ -211,7 +222,36 @@ impl PriceBook {
 
     /// A product by key.
     pub fn product(&self, key: &str) -> Option<&Product> {
-        self.products.iter().find(|p| &*p.metered.key == key)
+        match self.named(key)? {
+            Named::Product(i) => self.products.get(i),
+            _ => None,
+        }
+    }
+
+    /// An add-on of some product, by key.
+    pub fn addon(&self, key: &str) -> Option<&Addon> {
+        match self.named(key)? {
+            Named::Addon(i, j) => self.products.get(i)?.addons.get(j),
+            _ => None,
+        }
+    }
+
+    /// A platform add-on, by key.
+    pub fn platform_addon(&self, key: &str) -> Option<&PlatformAddon> {
+        self.platform_addons.get(self.platform_addon_position(key)?)
+    }
+
+    /// A platform add-on's position in [`PriceBook::platform_addons`] (the order bills list them in), by key.
+    pub fn platform_addon_position(&self, key: &str) -> Option<usize> {
+        match self.named(key)? {
+            Named::Platform(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    fn named(&self, key: &str) -> Option<Named> {
+        let at = self.keys.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(self.keys[at].1)
     }
 
     /// Whether some product or add-on is metered by `meter`.
@@ -429,7 +469,7 @@ impl WireBook {
         if self.products.is_empty() {
             issues.push("products", "must list at least one product");
         }
-        let mut keys: Vec<(String, String)> = Vec::new();
+        let mut keys = Keys::new();
         let mut products = Vec::with_capacity(self.products.len());
         for (i, p) in self.products.into_iter().enumerate() {
             let path = format!("products[{i}]");
@@ -480,6 +520,7 @@ impl WireBook {
         match currency {
             Some(currency) if issues.is_empty() => Ok(PriceBook {
                 meters: index_meters(&mut products),
+                keys: index_keys(&products, &platform_addons),
                 currency,
                 version: self.version,
                 effective_from: self.effective_from,
@@ -492,6 +533,22 @@ impl WireBook {
             _ => Err(issues.finish()),
         }
     }
+}
+
+/// Every key of the book, sorted, with what it names.
+fn index_keys(products: &[Product], platform: &[PlatformAddon]) -> Vec<(Arc<str>, Named)> {
+    let mut index = Vec::new();
+    for (i, p) in products.iter().enumerate() {
+        index.push((p.metered.key.clone(), Named::Product(i)));
+        for (j, a) in p.addons.iter().enumerate() {
+            index.push((a.metered.key.clone(), Named::Addon(i, j)));
+        }
+    }
+    for (i, a) in platform.iter().enumerate() {
+        index.push((a.key.clone(), Named::Platform(i)));
+    }
+    index.sort();
+    index
 }
 
 /// The book's meters, sorted and without duplicates; sets each charge's `meter_index` into that list.
@@ -511,16 +568,19 @@ fn index_meters(products: &mut [Product]) -> Vec<Arc<str>> {
     meters
 }
 
-fn check_key(key: &str, path: &str, keys: &mut Vec<(String, String)>, issues: &mut Issues) {
+/// The keys seen so far, each with the path of the entry that took it.
+type Keys = std::collections::BTreeMap<String, String>;
+
+fn check_key(key: &str, path: &str, keys: &mut Keys, issues: &mut Issues) {
     if !is_identifier(key) {
         issues.push(
             format!("{path}.key"),
             format!("`{}` must be 1–64 characters of a-z, 0-9, `_`, `-` or `.`", echo(key)),
         );
-    } else if let Some((_, first)) = keys.iter().find(|(k, _)| k == key) {
+    } else if let Some(first) = keys.get(key) {
         issues.push(format!("{path}.key"), format!("`{key}` is already used by {first}"));
     } else {
-        keys.push((key.to_owned(), path.to_owned()));
+        keys.insert(key.to_owned(), path.to_owned());
     }
 }
 
@@ -579,7 +639,7 @@ impl WireCharge {
         &self,
         path: &str,
         currency: Currency,
-        keys: &mut Vec<(String, String)>,
+        keys: &mut Keys,
         issues: &mut Issues,
     ) -> Option<Metered> {
         let before = issues.count();
@@ -934,6 +994,21 @@ mod tests {
             r#"{{"currency": "USD", {from} "products": [{{"key": "a", "name": "A", "unit": "u", "meter": "m", "unit_amount": "1"}}]}}"#
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn keys_are_found_by_what_they_name() {
+        let book = PriceBook::default_book().unwrap();
+        assert_eq!(book.product("session_replay").map(|p| &*p.metered.meter), Some("recordings"));
+        assert!(book.product("group_analytics").is_none(), "an add-on is not a product");
+        assert_eq!(book.addon("group_analytics").map(|a| a.optional), Some(true));
+        assert!(book.addon("boost").is_none());
+        assert_eq!(book.platform_addon_position("boost"), Some(0));
+        assert!(book.platform_addon("session_replay").is_none());
+        assert!(book.product("zzz").is_none() && book.addon("").is_none());
+        for (i, p) in book.products().iter().enumerate() {
+            assert!(std::ptr::eq(book.product(&p.metered.key).unwrap(), &book.products()[i]));
+        }
     }
 
     #[test]
