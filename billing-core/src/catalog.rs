@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::charge::{ChargeModel, Package, PackageRounding, Tier, TierSchedule};
-use crate::error::{clip_quoted, echo, Error, Issue, Report, Result};
+use crate::error::{clip_path, clip_quoted, echo, Error, Issue, Report, Result};
 use crate::money::Currency;
 use crate::quantity::Quantity;
 use crate::wire::{BookNum, Num, UpTo};
@@ -170,7 +170,7 @@ impl PriceBook {
         let mut de = serde_json::Deserializer::from_str(text);
         let wire: WireBook = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             Error::InvalidPriceBook(vec![Issue::new(
-                clip_quoted(e.path().to_string().trim_start_matches('.')),
+                clip_path(e.path().to_string().trim_start_matches('.')),
                 clip_quoted(&e.inner().to_string()),
             )])
         })?;

@@ -40,6 +40,12 @@ pub(crate) fn clip_quoted(message: &str) -> String {
     out
 }
 
+/// A JSON path (`products[0].tiers[1].up_to`) with every segment cut by [`echo`]: a key from the input is repeated
+/// at most [`MAX_ECHO`] characters long.
+pub(crate) fn clip_path(path: &str) -> String {
+    path.split('.').map(echo).collect::<Vec<_>>().join(".")
+}
+
 /// Collects issues in order, keeping the first [`MAX_ISSUES`] and counting the rest.
 #[derive(Debug, Default)]
 pub(crate) struct Report {

@@ -61,6 +61,18 @@ fn unknown_fields_are_errors_not_ignored() {
 }
 
 #[test]
+fn names_from_the_book_are_echoed_cut_to_64_characters() {
+    let long = "k".repeat(5_000);
+    let s = single(|b| b[long.as_str()] = json!(1));
+    assert!(s.starts_with(&format!("{}…: unknown field `{}…`", "k".repeat(64), "k".repeat(64))), "{s}");
+    assert!(s.len() < 400, "{} bytes", s.len());
+    let s = single(|b| b["products"][0]["key"] = json!(long));
+    assert!(s.contains(&format!("`{}…` must be 1–64 characters", "k".repeat(64))), "{s}");
+    let s = single(|b| b["currency"] = json!(long));
+    assert!(s.starts_with(&format!("currency: unknown currency `{}…`", "k".repeat(64))), "{s}");
+}
+
+#[test]
 fn wrong_types_and_json_floats_name_the_field() {
     let s = single(|b| b["products"][0]["tiers"][1]["unit_amount"] = json!(0.001));
     assert!(s.starts_with("products[0].tiers[1].unit_amount: a JSON number with a fraction or an exponent is read as a binary float"), "{s}");
