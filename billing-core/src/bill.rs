@@ -270,7 +270,11 @@ struct Plan<'b> {
 /// # Ok::<(), billing_core::Error>(())
 /// ```
 pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<Bill<'book>> {
-    let plan = resolve(book, request)?;
+    let mut issues = Report::default();
+    let plan = resolve(book, request, &mut issues);
+    if !issues.is_empty() {
+        return Err(Error::InvalidRequest(issues.finish()));
+    }
     let currency = book.currency();
     let net_factor = plan.terms.as_ref().map_or(Decimal::ONE, CommitmentTerms::net_factor);
     let mut lines = Vec::with_capacity(32);
@@ -609,17 +613,14 @@ fn choices_of(book: &PriceBook) -> String {
     }
 }
 
-/// Checks a request against a price book, reporting every problem (what [`compute`] would refuse).
-///
-/// # Errors
-/// [`Error::InvalidRequest`] listing every problem of the request against the book.
-pub(crate) fn check(book: &PriceBook, request: &QuoteRequest) -> Result<()> {
-    resolve(book, request).map(drop)
+/// Checks a request against a price book, recording every problem in `report` (what [`compute`] would refuse).
+pub(crate) fn check(book: &PriceBook, request: &QuoteRequest, report: &mut Report) {
+    resolve(book, request, report);
 }
 
-/// Checks a request against the book, collecting every problem.
-fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> {
-    let mut issues = Report::default();
+/// Resolves a request against the book, recording every problem in `issues` (the plan is complete only when none
+/// was recorded).
+fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest, issues: &mut Report) -> Plan<'b> {
     // Both the request's meters and the book's are sorted: one merge pass checks them all.
     let mut usage = vec![None; book.meters().len()];
     let mut known = book.meters().iter().enumerate().peekable();
@@ -719,9 +720,5 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest) -> Result<Plan<'b>> 
             plan.credit_balance = Some(b);
         }
     }
-    if issues.is_empty() {
-        Ok(plan)
-    } else {
-        Err(Error::InvalidRequest(issues.finish()))
-    }
+    plan
 }

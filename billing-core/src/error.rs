@@ -63,25 +63,13 @@ impl Report {
         }
     }
 
-    /// Records issues found elsewhere.
-    pub(crate) fn extend(&mut self, issues: Vec<Issue>) {
-        for issue in issues {
-            if issue.path.is_empty() && issue.message.starts_with("… and ") {
-                // Another report's own overflow count.
-                self.more += issue.message.split(' ').nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
-            } else {
-                self.push(issue.path, issue.message);
-            }
-        }
-    }
-
     /// How many issues were recorded, listed or counted.
     pub(crate) fn count(&self) -> usize {
         self.issues.len() + self.more
     }
 
     /// Whether an issue is listed at `path`.
-    pub(crate) fn has_under(&self, path: &str) -> bool {
+    pub(crate) fn has_issue_at(&self, path: &str) -> bool {
         self.issues.iter().any(|i| i.path == path)
     }
 

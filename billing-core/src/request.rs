@@ -127,9 +127,7 @@ impl QuoteRequest {
     /// ```
     pub fn from_json_for(book: &PriceBook, text: &str) -> Result<QuoteRequest> {
         let (request, mut report) = read(text);
-        if let Err(Error::InvalidRequest(issues)) = crate::bill::check(book, &request) {
-            report.extend(issues);
-        }
+        crate::bill::check(book, &request, &mut report);
         if report.is_empty() {
             Ok(request)
         } else {
@@ -201,7 +199,7 @@ fn walk(json: Json, report: &mut Report) -> QuoteRequest {
                     }
                     match credit {
                         Some(yearly_credit) => request.commitment = Some(CommitmentChoice { yearly_credit }),
-                        None if !report.has_under("commitment.yearly_credit") => {
+                        None if !report.has_issue_at("commitment.yearly_credit") => {
                             report.push("commitment.yearly_credit", "is required");
                         }
                         None => {}
@@ -334,10 +332,10 @@ fn addons(value: Json, report: &mut Report) -> Vec<AddonChoice> {
                 }
                 match (key, from) {
                     (Some(key), Some(from)) => out.push(AddonChoice::From { key, from }),
-                    (Some(key), None) if !report.has_under(&format!("{path}.from")) => {
+                    (Some(key), None) if !report.has_issue_at(&format!("{path}.from")) => {
                         out.push(AddonChoice::Key(key));
                     }
-                    (None, _) if !report.has_under(&format!("{path}.key")) => {
+                    (None, _) if !report.has_issue_at(&format!("{path}.key")) => {
                         report.push(format!("{path}.key"), "is required");
                     }
                     _ => {}
@@ -367,7 +365,7 @@ fn period(value: Json, report: &mut Report) -> Option<BillingPeriod> {
     }
     for (name, v) in [("start", start), ("end", end)] {
         let path = format!("period.{name}");
-        if v.is_none() && !report.has_under(&path) {
+        if v.is_none() && !report.has_issue_at(&path) {
             report.push(path, "is required");
         }
     }

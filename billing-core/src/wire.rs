@@ -144,7 +144,8 @@ pub(crate) enum Json {
     Bool(bool),
     /// A JSON integer within `i64`/`u64`.
     Int(i128),
-    /// A JSON number with a fraction or an exponent, or an integer too large for 64 bits.
+    /// A JSON number with a fraction or an exponent, or an integer too large for 64 bits (serde_json reads all of
+    /// them as `f64`; the value is not kept).
     Float,
     Str(String),
     Arr(Vec<Json>),
@@ -171,8 +172,8 @@ impl Json {
             Json::Int(n) => Decimal::try_from_i128_with_scale(*n, 0).map_err(|e| e.to_string()),
             Json::Str(s) => parse_decimal(s),
             Json::Float => Err(format!(
-                "a JSON number with a fraction or an exponent is read as a binary float: write it as a decimal \
-                 string, {DECIMAL_GRAMMAR}"
+                "a JSON number with a fraction, an exponent or more than 19 digits is read as a binary float: \
+                 write it as a decimal string, {DECIMAL_GRAMMAR}"
             )),
             other => Err(format!("expected an integer or a decimal string, found {}", other.kind())),
         }

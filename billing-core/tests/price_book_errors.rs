@@ -75,7 +75,7 @@ fn names_from_the_book_are_echoed_cut_to_64_characters() {
 #[test]
 fn wrong_types_and_json_floats_name_the_field() {
     let s = single(|b| b["products"][0]["tiers"][1]["unit_amount"] = json!(0.001));
-    assert!(s.starts_with("products[0].tiers[1].unit_amount: a JSON number with a fraction or an exponent is read as a binary float"), "{s}");
+    assert!(s.starts_with("products[0].tiers[1].unit_amount: a JSON number with a fraction, an exponent or more than 19 digits is read as a binary float"), "{s}");
     assert!(s.contains("write it as a decimal string"), "{s}");
     let s = single(|b| b["products"][0]["tiers"][0]["up_to"] = json!("lots"));
     assert!(s.starts_with("products[0].tiers[0].up_to: `lots` is not a decimal number"), "{s}");
