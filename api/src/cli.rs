@@ -37,6 +37,30 @@ enum Command {
         #[arg(value_name = "REQUEST_FILE")]
         request: Option<PathBuf>,
     },
+    /// Run the HTTP service: customers, metered usage, spend caps, quotes.
+    ///
+    /// Creates and migrates the database on start; a new database gets the price book (the built-in one by
+    /// default) as its first version. Stops on SIGTERM or Ctrl-C after finishing the requests in flight.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:3000")]
+        listen: String,
+        /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB.
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tally.db?mode=rwc")]
+        database: String,
+        /// Price book JSON file for a new database (default: the built-in example price book).
+        #[arg(long, value_name = "FILE")]
+        price_book: Option<PathBuf>,
+        /// The largest request body, in bytes.
+        #[arg(long, env = "TALLY_MAX_BODY", default_value_t = 5 * 1024 * 1024)]
+        max_body: usize,
+    },
+    /// Create the database if needed and apply the migrations, then exit.
+    Migrate {
+        /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB.
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tally.db?mode=rwc")]
+        database: String,
+    },
     /// Validate a price book and print it in canonical form (the built-in one by default).
     PriceBook {
         /// Price book JSON file (default: the built-in example price book).
@@ -81,7 +105,7 @@ pub fn main(
             return ExitCode::from(code);
         }
     };
-    match run(cli, stdin, stdout) {
+    match run(cli, stdin, stdout, stderr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(message)) => {
             let _ = writeln!(stderr, "error: {}", one_line(&message));
@@ -95,8 +119,29 @@ pub fn main(
     }
 }
 
-fn run(cli: Cli, stdin: &mut dyn Read, stdout: &mut dyn Write) -> Result<(), Failure> {
+fn run(
+    cli: Cli,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<(), Failure> {
     match cli.command {
+        Command::Serve { listen, database, price_book, max_body } => {
+            let price_book = match price_book {
+                Some(p) => Some(load_price_book(Some(&p))?),
+                None => None,
+            };
+            let admin_token = std::env::var("TALLY_ADMIN_TOKEN").ok();
+            let settings =
+                crate::server::Settings { listen, database_url: database, price_book, max_body, admin_token };
+            serve(settings, stderr)
+        }
+        Command::Migrate { database } => runtime()?.block_on(async {
+            let store = crate::store::open(&database).await.map_err(|e| Failure::Input(e.to_string()))?;
+            store.migrate().await.map_err(|e| Failure::Input(e.to_string()))?;
+            store.close().await;
+            writeln!(stdout, "migrated {} ({})", redact(&database), store.backend()).map_err(Failure::Output)
+        }),
         Command::Quote { price_book, format, request } => {
             let book = load_price_book(price_book.as_ref())?;
             let text = match request.as_deref() {
@@ -168,6 +213,58 @@ fn read_bounded(input: impl Read, what: &str) -> Result<String, Bounded> {
     }
     String::from_utf8(bytes)
         .map_err(|_| Bounded::Io(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Input(format!("cannot start the runtime: {e}")))
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn serve(settings: crate::server::Settings, stderr: &mut dyn Write) -> Result<(), Failure> {
+    let level = std::env::var("TALLY_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+    let database = redact(&settings.database_url);
+    runtime()?.block_on(async {
+        let app =
+            crate::server::Application::build(settings).await.map_err(|e| Failure::Input(e.to_string()))?;
+        let addr = app.local_addr().map_err(|e| Failure::Input(e.to_string()))?;
+        let book = app.state().service.book_at(app.state().service.now());
+        let _ = writeln!(stderr, "tally listening on http://{addr}");
+        let _ = writeln!(stderr, "database: {database} ({})", app.state().service.store().backend());
+        let _ = writeln!(
+            stderr,
+            "price book in force: {} ({})",
+            book.version().unwrap_or("unversioned"),
+            book.currency()
+        );
+        if let Some(token) = &app.generated_admin_token {
+            let _ = writeln!(stderr, "admin token (shown once, stored hashed): {token}");
+        }
+        app.run_until_stopped(crate::server::shutdown_signal())
+            .await
+            .map_err(|e| Failure::Input(e.to_string()))
+    })
 }
 
 /// Error messages go on one line, whatever the underlying error printed.
