@@ -875,10 +875,7 @@ async fn put_limits(
             )),
         }
     }
-    if !issues.is_empty() {
-        return Err(ApiError::invalid(issues));
-    }
-    state.service.set_limits(&customer, changes).await?;
+    state.service.set_limits(&customer, changes, issues).await?;
     Ok(Json(limits_json(&state, &id).await?))
 }
 

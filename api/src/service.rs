@@ -617,7 +617,8 @@ impl Service {
         at.map(instant).transpose()
     }
 
-    /// Sets and removes caps. A cap lowered below what the current period already bills is pinned at that amount
+    /// Sets and removes caps, after the problems the caller already found (`issues`), reporting them all together.
+    /// A cap lowered below what the current period already bills is pinned at that amount
     /// (rounded up to whole units) for this period, and applies in full from the next.
     ///
     /// # Errors
@@ -626,10 +627,10 @@ impl Service {
         &self,
         customer: &CustomerRow,
         changes: Vec<(String, Option<Decimal>)>,
+        mut issues: Vec<billing_core::Issue>,
     ) -> Outcome<()> {
         let now = self.now();
         let book = self.book_at(now);
-        let mut issues = Vec::new();
         let mut valid = Vec::new();
         for (product, amount) in changes {
             let path = format!("limits.{}", billing_core::error::echo(&product));

@@ -420,10 +420,12 @@ impl Serialize for Num {
     }
 }
 
+/// A book's numbers are written as they were given, scale included (`0.20` stays `0.20`): bills echo some of them
+/// (a bracket's discount, an alert threshold), so a book and its canonical form must price to identical JSON.
 impl Serialize for BookNum {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match &self.0 {
-            Ok(d) => s.collect_str(&d.normalize()),
+            Ok(d) => s.collect_str(d),
             Err(m) => Err(serde::ser::Error::custom(m)),
         }
     }

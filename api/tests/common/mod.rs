@@ -1,0 +1,148 @@
+//! Helpers of the service's in-process tests: a router over a fresh SQLite file (or a PostgreSQL database), a pinned
+//! clock, and one-call requests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+
+use api::http::{router, AppState};
+use api::server::{state, Settings};
+use api::service::FixedClock;
+use api::store::{self, Store};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "admin-secret";
+
+/// A temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tally-api-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh SQLite store in its own temporary directory.
+pub async fn sqlite() -> (Arc<dyn Store>, TempDir) {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/tally.db?mode=rwc", dir.0.display());
+    let store = store::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
+pub fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// The service over a fresh SQLite file, its clock pinned to 2026-11-20 12:00 UTC.
+pub struct App {
+    pub router: Router,
+    pub clock: Arc<FixedClock>,
+    pub state: AppState,
+    _dir: TempDir,
+}
+
+impl App {
+    pub async fn new() -> App {
+        let (store, dir) = sqlite().await;
+        let clock = Arc::new(FixedClock(RwLock::new(at("2026-11-20T12:00:00Z"))));
+        let settings = Settings { admin_token: Some(ADMIN.into()), ..Settings::default() };
+        let (state, _) = state(store, clock.clone(), &settings).await.unwrap();
+        App { router: router(state.clone(), settings.max_body), clock, state, _dir: dir }
+    }
+
+    pub fn set_now(&self, now: &str) {
+        *self.clock.0.write().unwrap() = at(now);
+    }
+
+    /// One request: method, path, bearer token, JSON body; the status and the body as JSON (Null when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.raw(method, path, token, body.map(|b| b.to_string()), &[]).await
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let has_type = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !has_type {
+            request = request.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Creates a customer anchored on 2026-11-01; returns its key.
+    pub async fn customer(&self, id: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/customers",
+                Some(ADMIN),
+                serde_json::json!({"id": id, "name": id, "billing_anchor": "2026-11-01T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["api_key"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"))
+}
