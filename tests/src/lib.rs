@@ -112,3 +112,150 @@ impl Drop for TempFile {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A running `tally serve` on a free port, killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The database it serves.
+    pub database: String,
+    /// Its log so far (standard error), for failure messages.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// The admin token the test servers are started with.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+
+impl Server {
+    /// Starts `tally serve --listen 127.0.0.1:0 --database DATABASE` and waits until it listens.
+    ///
+    /// # Panics
+    /// When it does not start within 60 seconds.
+    pub fn start(database: &str) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(tally_path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .env("TALLY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("TALLY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tally serve starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("tally listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let url = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("tally serve did not start: {}", log.lock().map(|l| l.clone()).unwrap_or_default())
+        });
+        Server { child, url, database: database.to_owned(), log }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    ///
+    /// # Panics
+    /// When the signal cannot be sent.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success());
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// A request with the admin token.
+    pub fn admin(&self, method: &str, path: &str) -> ureq::Request {
+        self.request(method, path, ADMIN_TOKEN)
+    }
+
+    /// A request with a bearer token.
+    pub fn request(&self, method: &str, path: &str, token: &str) -> ureq::Request {
+        ureq::request(method, &format!("{}{path}", self.url)).set("Authorization", &format!("Bearer {token}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A status and JSON body from a ureq result, whatever the status.
+///
+/// # Panics
+/// On a transport error or a body that is not JSON.
+pub fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, serde_json::Value) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    (status, response.into_json().expect("a JSON body"))
+}
+
+/// The databases an end-to-end test runs on: a fresh SQLite file always; a fresh PostgreSQL database when
+/// `TALLY_TEST_POSTGRES_URL` is set (created with `psql`, dropped with the guard).
+pub fn databases() -> Vec<(String, DbGuard)> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tally-e2e-db-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut out = vec![(format!("sqlite://{}/tally.db?mode=rwc", dir.display()), DbGuard::Dir(dir))];
+    if let Ok(url) = std::env::var("TALLY_TEST_POSTGRES_URL") {
+        let name = format!("tally_e2e_{}_{n}", std::process::id());
+        let status =
+            Command::new("psql").args([url.as_str(), "-qAtc", &format!("CREATE DATABASE {name}")]).status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "TALLY_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached"
+        );
+        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b).to_owned();
+        out.push((format!("{base}/{name}"), DbGuard::Postgres { admin: url, name }));
+    }
+    out
+}
+
+/// Removes a test database when dropped.
+#[derive(Debug)]
+pub enum DbGuard {
+    /// A SQLite file's directory.
+    Dir(PathBuf),
+    /// A PostgreSQL database.
+    Postgres {
+        /// URL to connect to for dropping it.
+        admin: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        match self {
+            DbGuard::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            DbGuard::Postgres { admin, name } => {
+                let _ = Command::new("psql")
+                    .args([admin.as_str(), "-qAtc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                    .status();
+            }
+        }
+    }
+}
