@@ -3,7 +3,8 @@
 //! Both implementations are the same code: the sqlx query API is identical for the two pools, every query is
 //! written once with `$1, $2, …` placeholders (PostgreSQL's; SQLite reads `$N` as numbered parameters, bound in
 //! order of first appearance, which is why every query numbers them in order), and [`sql_store!`] instantiates it
-//! for `SqlitePool` and `PgPool`. Queries are checked at run time, by the storage contract suite run against both
+//! for `SqlitePool` and `PgPool`. The one exception is the bulk insert of events, whose placeholders come from a
+//! per-backend function (see [`sqlite_row_params`]). Queries are checked at run time, by the storage contract suite run against both
 //! databases (`api/tests/store_contract.rs`), not by sqlx's compile-time macros (which bind one database per crate).
 //!
 //! Exact values only: quantities are integer micro-units (a `Quantity` has at most 6 decimal places and at most
@@ -12,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -241,7 +243,7 @@ pub enum Idempotent {
 ///
 /// # Errors
 /// An unknown scheme, or a database that cannot be opened.
-pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     use std::str::FromStr;
     use std::time::Duration;
     if url.starts_with("sqlite:") {
@@ -251,11 +253,11 @@ pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        Ok(std::sync::Arc::new(SqliteStore { pool }))
+        Ok(Arc::new(SqliteStore { pool }))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect_with(options).await?;
-        Ok(std::sync::Arc::new(PgStore { pool }))
+        Ok(Arc::new(PgStore { pool }))
     } else {
         Err(StoreError::Database(sqlx::Error::Configuration(
             format!("unsupported database URL `{url}`: use sqlite://FILE or postgres://…").into(),
@@ -302,18 +304,11 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 const EVENTS_PER_STATEMENT: usize = 500;
 
 macro_rules! sql_store {
-    ($name:ident, $pool:ty, $backend:literal, $migrations:expr) => {
+    ($name:ident, $pool:ty, $backend:literal, $migrations:expr, $row_params:expr) => {
         /// The store on this database.
         #[derive(Debug, Clone)]
         pub struct $name {
             pool: $pool,
-        }
-
-        impl $name {
-            /// A store over an open pool.
-            pub fn new(pool: $pool) -> Self {
-                $name { pool }
-            }
         }
 
         #[async_trait]
@@ -476,14 +471,10 @@ macro_rules! sql_store {
                          period_start, received_at) VALUES ",
                     );
                     for i in 0..chunk.len() {
-                        let p = i * 7;
                         if i > 0 {
                             sql.push(',');
                         }
-                        sql.push_str(&format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                            p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7
-                        ));
+                        sql.push_str(&$row_params(i * 7));
                     }
                     sql.push_str(" ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING customer_id, event_id");
                     let mut query = sqlx::query(&sql);
@@ -770,5 +761,17 @@ where
     })
 }
 
-sql_store!(SqliteStore, sqlx::SqlitePool, "sqlite", SQLITE_MIGRATIONS);
-sql_store!(PgStore, sqlx::PgPool, "postgres", POSTGRES_MIGRATIONS);
+/// One row's parameters in a multi-row insert. SQLite: plain `?` (positional): sqlx-sqlite resolves `$N` names
+/// by a search per parameter, quadratic in a 3,500-parameter statement (measured: 24,000 rows/s with `$N`,
+/// 146,000 with `?`). PostgreSQL: `$N`.
+fn sqlite_row_params(_first: usize) -> String {
+    "(?, ?, ?, ?, ?, ?, ?)".to_owned()
+}
+
+fn postgres_row_params(first: usize) -> String {
+    let p = first;
+    format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7)
+}
+
+sql_store!(SqliteStore, sqlx::SqlitePool, "sqlite", SQLITE_MIGRATIONS, sqlite_row_params);
+sql_store!(PgStore, sqlx::PgPool, "postgres", POSTGRES_MIGRATIONS, postgres_row_params);
