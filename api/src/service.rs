@@ -428,7 +428,7 @@ impl Service {
                 let alert = AlertRow {
                     period_start: micros(period.start()),
                     product: limit.product.clone(),
-                    threshold: threshold.normalize().to_string(),
+                    threshold: threshold.to_string(),
                     detected_at: micros(now),
                 };
                 self.store.insert_alert(&customer.id, &alert).await?;

@@ -352,7 +352,7 @@ async fn the_usage_view_bills_what_a_quote_bills_and_a_cap_drops_usage() {
     let (_, alerts) = app.get("/v1/customers/acme/alerts", Some(&key)).await;
     let thresholds: Vec<&str> =
         alerts["data"].as_array().unwrap().iter().map(|a| a["threshold"].as_str().unwrap()).collect();
-    assert_eq!(thresholds, ["0.8", "1"], "each threshold once");
+    assert_eq!(thresholds, ["0.8", "1.0"], "each threshold once, spelled as the book spells it");
     app.post(
         "/v1/usage",
         Some(&key),
