@@ -445,10 +445,20 @@ async fn quote(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     }
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "the body is not UTF-8"))?;
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
-    let bill = state.service.quote(text)?;
-    Ok(Json(bill).into_response())
+    match state.service.quote_json(text) {
+        Ok(json) => {
+            Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response())
+        }
+        // The body is read once; only a problem at its root can be malformed JSON (400) rather than a bad request
+        // (422), so only then is it parsed again to tell which.
+        Err(Failure::Invalid(issues)) if issues.iter().any(|i| i.path.is_empty()) => {
+            match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())),
+                Ok(_) => Err(ApiError::invalid(issues)),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -258,14 +258,16 @@ impl Service {
         Ok(Arc::new(Version { in_force_at, book: Arc::new(book.clone()) }))
     }
 
-    /// A quote of a request's text against the version in force now (the one `tally quote` would use with it).
+    /// A quote of a request's text against the version in force now (the one `tally quote` would use with it), as
+    /// JSON bytes: serialized from the bill as it borrows the book, with no copy of its text.
     ///
     /// # Errors
     /// `Invalid` with every problem of the request.
-    pub fn quote(&self, text: &str) -> Outcome<Bill<'static>> {
+    pub fn quote_json(&self, text: &str) -> Outcome<Vec<u8>> {
         let book = self.book_at(self.now());
         let request = QuoteRequest::from_json_for(&book, text)?;
-        Ok(compute(&book, &request)?.into_owned())
+        let bill = compute(&book, &request)?;
+        serde_json::to_vec(&bill).map_err(|e| Failure::Store(StoreError::Corrupt(e.to_string())))
     }
 
     /// Creates a customer with its first key's hash.
