@@ -33,6 +33,8 @@ pub struct AppState {
     pub service: Arc<Service>,
     /// SHA-256 of the admin token.
     pub admin_hash: [u8; 32],
+    /// The largest request body, in bytes.
+    pub max_body: usize,
 }
 
 /// The most events or reports in one `POST /v1/usage`.
@@ -42,6 +44,7 @@ pub const MAX_BATCH: usize = 10_000;
 pub fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
         .route("/v1/price-book", get(price_book))
         .route("/v1/price-books", get(price_books).post(publish_price_book))
         .route("/v1/quotes", post(quote))
@@ -223,6 +226,45 @@ async fn admin_or_own(state: &AppState, headers: &HeaderMap, id: &str) -> ApiRes
 // ---------------------------------------------------------------------------------------------------------------
 // Bodies, queries, pages.
 
+/// A request body, read within the body limit; over it, 413 in the API's error shape.
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is larger than the server accepts",
+            )),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", e.body_text())),
+        }
+    }
+}
+
+/// The `{id}` of a path. Any rejection (an id that is not UTF-8 once decoded…) answers in the API's error shape:
+/// such an id cannot name a customer, so 404.
+#[derive(Debug)]
+pub struct Id(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Id(id)),
+            Err(_) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such customer")),
+        }
+    }
+}
+
 /// The body as JSON of type `T`: 415 without a JSON content type, 400 when it is not JSON, 422 when it is JSON
 /// of the wrong shape (naming the field).
 fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> ApiResult<T> {
@@ -365,6 +407,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+async fn openapi() -> Json<&'static Value> {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(crate::openapi::document))
+}
+
 async fn price_book(State(state): State<AppState>) -> ApiResult<Response> {
     let book = state.service.book_at(state.service.now());
     Ok(Json(&*book).into_response())
@@ -384,7 +431,7 @@ async fn price_books(State(state): State<AppState>, raw: axum::extract::RawQuery
 async fn publish_price_book(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<Response> {
     admin(&state, &headers).await?;
     let value = json_value(&headers, &body)?;
@@ -434,7 +481,7 @@ async fn publish_price_book(
     Ok((StatusCode::CREATED, Json(version_json(&version))).into_response())
 }
 
-async fn quote(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn quote(State(state): State<AppState>, headers: HeaderMap, Body(body): Body) -> ApiResult<Response> {
     check_json_type(&headers)?;
     if billing_core::wire::too_large("request", body.len()).is_some() {
         return Err(ApiError::new(
@@ -502,7 +549,7 @@ fn check_id(id: &str) -> Result<(), billing_core::Issue> {
 async fn create_customer(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<Response> {
     admin(&state, &headers).await?;
     let new: NewCustomer = json_body(&headers, &body)?;
@@ -577,7 +624,7 @@ async fn list_customers(
 async fn get_customer(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     admin_or_own(&state, &headers, &id).await?;
     Ok(Json(customer_json(&state.service.customer(&id).await?)?))
@@ -595,8 +642,8 @@ struct CustomerChanges {
 async fn update_customer(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     admin(&state, &headers).await?;
     let changes: CustomerChanges = json_body(&headers, &body)?;
@@ -607,11 +654,7 @@ async fn update_customer(
     Ok(Json(customer_json(&row)?))
 }
 
-async fn new_api_key(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+async fn new_api_key(State(state): State<AppState>, headers: HeaderMap, Id(id): Id) -> ApiResult<Response> {
     admin(&state, &headers).await?;
     state.service.customer(&id).await?;
     let key = new_secret("tk_").map_err(|e| ApiError::internal(&e))?;
@@ -662,7 +705,11 @@ fn text<'a>(entry: &'a Value, field: &str) -> Result<&'a str, String> {
     }
 }
 
-async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
     let who = caller(&state, &headers).await?;
     let value = json_value(&headers, &body)?;
     let (kind, entries) = match &value {
@@ -796,7 +843,7 @@ struct AtQuery {
 async fn usage_view(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Id(id): Id,
     raw: axum::extract::RawQuery,
 ) -> ApiResult<Json<Value>> {
     admin_or_own(&state, &headers, &id).await?;
@@ -841,11 +888,7 @@ async fn limits_json(state: &AppState, id: &str) -> ApiResult<Value> {
     Ok(Value::Object(limits.into_iter().map(|l| (l.product, json!(l.amount.to_string()))).collect()))
 }
 
-async fn get_limits(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+async fn get_limits(State(state): State<AppState>, headers: HeaderMap, Id(id): Id) -> ApiResult<Json<Value>> {
     admin_or_own(&state, &headers, &id).await?;
     state.service.customer(&id).await?;
     Ok(Json(limits_json(&state, &id).await?))
@@ -854,8 +897,8 @@ async fn get_limits(
 async fn put_limits(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
     admin_or_own(&state, &headers, &id).await?;
     let value = json_value(&headers, &body)?;
@@ -892,7 +935,7 @@ async fn put_limits(
 async fn alerts(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Id(id): Id,
     raw: axum::extract::RawQuery,
 ) -> ApiResult<Json<Value>> {
     admin_or_own(&state, &headers, &id).await?;
@@ -940,7 +983,8 @@ async fn idempotency(State(state): State<AppState>, request: Request, next: Next
         request.headers().get(header::AUTHORIZATION).map(|v| hex(&hash_secret(v.to_str().unwrap_or(""))));
     let scope = format!("{}|POST|{}", credential.unwrap_or_default(), request.uri().path());
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+    // Read within the body limit: `DefaultBodyLimit` only tells extractors, and this runs before them.
+    let bytes = match axum::body::to_bytes(body, state.max_body).await {
         Ok(b) => b,
         Err(_) => {
             return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large")

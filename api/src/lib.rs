@@ -2,8 +2,12 @@
 //! ([`server`] starts it, [`http`] answers, [`service`] holds the use-cases, [`store`] the SQLite and PostgreSQL
 //! storage). Every amount it shows comes from [`billing_core::compute`].
 
+// The OpenAPI document is one `json!` literal deep enough to need it.
+#![recursion_limit = "512"]
+
 pub mod cli;
 pub mod http;
+pub mod openapi;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -136,7 +136,7 @@ pub async fn state(
     let (admin_hash, generated) = admin_token(store.as_ref(), settings.admin_token.as_deref()).await?;
     let service =
         Service::start(store, clock, &first).await.map_err(|e| StartError::Service(format!("{e:?}")))?;
-    Ok((AppState { service: Arc::new(service), admin_hash }, generated))
+    Ok((AppState { service: Arc::new(service), admin_hash, max_body: settings.max_body }, generated))
 }
 
 const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";

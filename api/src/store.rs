@@ -2,9 +2,9 @@
 //!
 //! Both implementations are the same code: the sqlx query API is identical for the two pools, every query is
 //! written once with `$1, $2, …` placeholders (PostgreSQL's; SQLite reads `$N` as numbered parameters, bound in
-//! order of first appearance, which is why every query numbers them in order), and [`sql_store!`] instantiates it
+//! order of first appearance, which is why every query numbers them in order), and `sql_store!` instantiates it
 //! for `SqlitePool` and `PgPool`. The one exception is the bulk insert of events, whose placeholders come from a
-//! per-backend function (see [`sqlite_row_params`]). Queries are checked at run time, by the storage contract suite run against both
+//! per-backend function (see `sqlite_row_params`). Queries are checked at run time, by the storage contract suite run against both
 //! databases (`api/tests/store_contract.rs`), not by sqlx's compile-time macros (which bind one database per crate).
 //!
 //! Exact values only: quantities are integer micro-units (a `Quantity` has at most 6 decimal places and at most

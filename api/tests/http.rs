@@ -58,8 +58,16 @@ async fn bad_quotes_get_the_right_status_and_every_problem() {
     let (status, body) = app.raw(Method::POST, "/v1/quotes", None, Some(big), &[]).await;
     assert_eq!((status, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
     let huge = format!("{{\"usage\": {{}}}}{}", " ".repeat(6 * 1024 * 1024));
-    let (status, _) = app.raw(Method::POST, "/v1/quotes", None, Some(huge), &[]).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "over the 5 MB body limit");
+    let (status, body) = app.raw(Method::POST, "/v1/quotes", None, Some(huge.clone()), &[]).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        "over the 5 MB body limit"
+    );
+    // With an Idempotency-Key the body is read by the idempotency layer first: still within the limit.
+    let (status, body) =
+        app.raw(Method::POST, "/v1/usage", Some(ADMIN), Some(huge), &[("idempotency-key", "big")]).await;
+    assert_eq!((status, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
 }
 
 #[tokio::test]

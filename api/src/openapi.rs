@@ -1,0 +1,396 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of the service, built from [`OPERATIONS`], the table of every
+//! route the router serves. A test probes every path of the table with every method, so a route missing from
+//! either the table or the router fails it.
+//!
+//! Why not utoipa's derives: the bill, the request and the price book are billing-core types, and billing-core
+//! stays free of anything but its pricing dependencies (it builds for wasm); their schemas are written here, once,
+//! beside the operations that use them. Patterns are ECMA-262 (no look-around, no possessive quantifiers).
+
+use serde_json::{json, Value};
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// The admin token.
+    Admin,
+    /// The admin token, or the key of the customer in the path.
+    AdminOrOwn,
+    /// The admin token, or a customer key (for its own customer's data).
+    AdminOrKey,
+}
+
+/// One operation of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    /// HTTP method, lowercase.
+    pub method: &'static str,
+    /// Path, with `{id}` parameters.
+    pub path: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// The request body's schema (a component name).
+    pub body: Option<&'static str>,
+    /// The success status and its body's schema.
+    pub ok: (u16, &'static str),
+    /// Query parameters: name, schema.
+    pub query: &'static [(&'static str, &'static str)],
+}
+
+const PAGE: &[(&str, &str)] = &[("limit", "PageLimit"), ("cursor", "PageCursor")];
+
+/// Every operation the router serves.
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/healthz",
+        summary: "Whether the database answers",
+        access: Access::Public,
+        body: None,
+        ok: (200, "Health"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/openapi.json",
+        summary: "This document",
+        access: Access::Public,
+        body: None,
+        ok: (200, "OpenApiDocument"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/price-book",
+        summary: "The price-book version in force now, in canonical form",
+        access: Access::Public,
+        body: None,
+        ok: (200, "PriceBook"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/price-books",
+        summary: "The published price-book versions",
+        access: Access::Public,
+        body: None,
+        ok: (200, "PriceBookVersionPage"),
+        query: PAGE,
+    },
+    Operation {
+        method: "post",
+        path: "/v1/price-books",
+        summary: "Publish a price-book version",
+        access: Access::Admin,
+        body: Some("PublishPriceBook"),
+        ok: (201, "PriceBookVersion"),
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/quotes",
+        summary: "Price a request against the version in force (as `tally quote`)",
+        access: Access::Public,
+        body: Some("QuoteRequest"),
+        ok: (200, "Bill"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/customers",
+        summary: "List customers",
+        access: Access::Admin,
+        body: None,
+        ok: (200, "CustomerPage"),
+        query: PAGE,
+    },
+    Operation {
+        method: "post",
+        path: "/v1/customers",
+        summary: "Create a customer and its API key (shown once)",
+        access: Access::Admin,
+        body: Some("NewCustomer"),
+        ok: (201, "CustomerCreated"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/customers/{id}",
+        summary: "A customer",
+        access: Access::AdminOrOwn,
+        body: None,
+        ok: (200, "Customer"),
+        query: &[],
+    },
+    Operation {
+        method: "patch",
+        path: "/v1/customers/{id}",
+        summary: "Change a customer's name and add-ons",
+        access: Access::Admin,
+        body: Some("CustomerChanges"),
+        ok: (200, "Customer"),
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/customers/{id}/api-keys",
+        summary: "Issue a new API key; the old one stops working",
+        access: Access::Admin,
+        body: None,
+        ok: (201, "ApiKey"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/customers/{id}/usage",
+        summary: "The period containing `at`: usage, bill, projection, caps",
+        access: Access::AdminOrOwn,
+        body: None,
+        ok: (200, "UsageView"),
+        query: &[("at", "Instant")],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/customers/{id}/limits",
+        summary: "The spend caps in force",
+        access: Access::AdminOrOwn,
+        body: None,
+        ok: (200, "Limits"),
+        query: &[],
+    },
+    Operation {
+        method: "put",
+        path: "/v1/customers/{id}/limits",
+        summary: "Set (a whole amount) or remove (null) spend caps; absent products keep theirs",
+        access: Access::AdminOrOwn,
+        body: Some("LimitChanges"),
+        ok: (200, "Limits"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/customers/{id}/alerts",
+        summary: "Each cap threshold crossed, once per product and period",
+        access: Access::AdminOrOwn,
+        body: None,
+        ok: (200, "AlertPage"),
+        query: PAGE,
+    },
+    Operation {
+        method: "post",
+        path: "/v1/usage",
+        summary: "Report usage events (deduplicated by id) or absolute counts",
+        access: Access::AdminOrKey,
+        body: Some("UsageBatch"),
+        ok: (200, "UsageAccepted"),
+        query: &[],
+    },
+];
+
+fn error_responses(op: &Operation) -> Vec<(u16, &'static str)> {
+    let mut out = Vec::new();
+    if op.body.is_some() {
+        out.extend([(400, "malformed JSON"), (413, "the body is too large"), (415, "not application/json")]);
+    }
+    if op.access != Access::Public {
+        out.push((401, "no or unknown credentials"));
+        out.push((403, "a credential that may not do this"));
+    }
+    if op.path.contains("{id}") {
+        out.push((404, "no such customer"));
+    }
+    if op.method == "post" || op.method == "put" || op.method == "patch" {
+        out.push((409, "a conflict: a taken id or version, or an Idempotency-Key reused with another body or still running"));
+    }
+    if op.body.is_some() || !op.query.is_empty() || op.path.contains("{id}") {
+        out.push((422, "the request breaks a rule: every problem is listed with its path"));
+    }
+    out
+}
+
+/// The OpenAPI 3.1 document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for op in OPERATIONS {
+        let mut responses = serde_json::Map::new();
+        responses.insert(
+            op.ok.0.to_string(),
+            json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", op.ok.1)}}}}),
+        );
+        for (status, description) in error_responses(op) {
+            responses.insert(
+                status.to_string(),
+                json!({"$ref": format!("#/components/responses/Error{status}"), "description": description}),
+            );
+        }
+        let mut parameters: Vec<Value> = Vec::new();
+        if op.path.contains("{id}") {
+            parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/CustomerId"}}));
+        }
+        for (name, schema) in op.query {
+            parameters.push(json!({"name": name, "in": "query", "required": false, "schema": {"$ref": format!("#/components/schemas/{schema}")}}));
+        }
+        if op.method == "post" {
+            parameters.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                "description": "The same key and body within 24 hours replays the first response", "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
+        }
+        let mut operation = json!({
+            "summary": op.summary,
+            "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '-', '.'], "_")),
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some(body) = op.body {
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+        }
+        operation["security"] = match op.access {
+            Access::Public => json!([]),
+            _ => json!([{"bearer": []}]),
+        };
+        let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
+        entry[op.method] = operation;
+    }
+    let mut responses = serde_json::Map::new();
+    for status in [400, 401, 403, 404, 409, 413, 415, 422] {
+        responses.insert(
+            format!("Error{status}"),
+            json!({"description": format!("HTTP {status}"), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "tally", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Usage-based billing, exact to the cent: customers, metered usage, spend caps, quotes. Decimals are strings."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "The admin token, or a customer's API key"}},
+            "responses": responses,
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn decimal(description: &str) -> Value {
+    json!({"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$", "description": description})
+}
+
+fn signed_decimal(description: &str) -> Value {
+    json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": description})
+}
+
+fn page_of(item: &str) -> Value {
+    json!({"type": "object", "required": ["data", "next_cursor"], "properties": {
+        "data": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+        "next_cursor": {"type": ["string", "null"]}}})
+}
+
+fn schemas() -> Value {
+    let quantity = json!({"oneOf": [{"type": "integer", "minimum": 0, "maximum": 1_000_000_000_000_u64},
+                                    {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,6})?$"}],
+                          "description": "At most 10^12 and 6 decimal places: a JSON integer or a decimal string"});
+    let amount_in = json!({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}]});
+    let instant = json!({"type": "string", "format": "date-time", "description": "RFC 3339"});
+    let key = json!({"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$"});
+    let tier_slice = json!({"type": "object", "required": ["tier", "from", "units", "unit_amount", "flat_amount", "exact_amount", "amount"], "properties": {
+        "tier": {"type": "integer", "minimum": 1}, "from": decimal("tier start"), "up_to": {"oneOf": [decimal("inclusive bound"), {"type": "null"}]},
+        "units": decimal("units in the tier"), "unit_amount": decimal("price per unit"), "flat_amount": decimal("flat amount"),
+        "exact_amount": signed_decimal("exact"), "amount": signed_decimal("rounded")}});
+    let line = json!({"type": "object", "required": ["key", "name", "kind", "exact_amount", "amount"], "properties": {
+        "key": {"type": "string"}, "name": {"type": "string"},
+        "kind": {"enum": ["product", "addon", "platform_addon", "proration", "spend_limit", "commitment_discount", "prepaid_credit"]},
+        "product": {"type": "string"}, "meter": {"type": "string"}, "quantity": decimal("quantity priced"), "unit": {"type": "string"},
+        "exact_amount": signed_decimal("the exact amount"), "amount": signed_decimal("at the currency's minor unit"),
+        "tiers": {"type": "array", "items": {"$ref": "#/components/schemas/TierSlice"}}, "note": {"type": "string"}}});
+    let spend_limit = json!({"type": "object", "required": ["product", "limit", "list_amount", "net_exact_amount", "reached", "alerts", "meters"], "properties": {
+        "product": {"type": "string"}, "limit": decimal("whole currency units"), "list_amount": decimal("billed at list price"),
+        "net_exact_amount": decimal("after the discount, never above the limit"), "reached": {"type": "boolean"},
+        "alerts": {"type": "array", "items": decimal("threshold")},
+        "meters": {"type": "array", "items": {"type": "object", "required": ["meter", "offered", "billable", "dropped"], "properties": {
+            "meter": {"type": "string"}, "offered": decimal("usage"), "billable": decimal("usage the cap pays for"), "dropped": decimal("usage past the cap")}}}}});
+    let bill = json!({"type": "object", "required": ["currency", "lines", "subtotal", "discount", "total", "credit_applied", "amount_due"], "properties": {
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "price_book_version": {"type": "string"},
+        "period": {"$ref": "#/components/schemas/Period"},
+        "lines": {"type": "array", "items": {"$ref": "#/components/schemas/Line"}},
+        "subtotal": signed_decimal("Σ charge lines"), "discount": signed_decimal("Σ discount lines"), "total": signed_decimal("subtotal + discount"),
+        "credit_applied": signed_decimal("Σ prepaid-credit lines"), "amount_due": signed_decimal("total + credit"),
+        "commitment": {"type": "object", "properties": {"yearly_credit": decimal("face value"), "discount_rate": decimal("0.20 = 20 %"), "price": decimal("price paid"),
+            "monthly_release": {"type": "array", "items": decimal("released")}, "list_total": decimal("list"), "effective_total": decimal("after discount"),
+            "credit_lasts_months": {"oneOf": [decimal("months"), {"type": "null"}]}}},
+        "spend_limits": {"type": "array", "items": {"$ref": "#/components/schemas/SpendLimit"}}}});
+    let customer = json!({"type": "object", "required": ["id", "name", "billing_anchor", "addons", "created_at", "updated_at"], "properties": {
+        "id": {"$ref": "#/components/schemas/CustomerId"}, "name": {"type": "string"}, "billing_anchor": instant.clone(),
+        "addons": {"type": "array", "items": key.clone()}, "created_at": instant.clone(), "updated_at": instant.clone()}});
+    let event = json!({"type": "object", "required": ["id", "customer_id", "meter", "quantity", "timestamp"], "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 256}, "customer_id": {"$ref": "#/components/schemas/CustomerId"},
+        "meter": {"type": "string"}, "quantity": quantity.clone(), "timestamp": instant.clone()}});
+    let report = json!({"type": "object", "required": ["customer_id", "meter", "value", "as_of"], "properties": {
+        "customer_id": {"$ref": "#/components/schemas/CustomerId"}, "meter": {"type": "string"}, "value": quantity.clone(), "as_of": instant.clone()}});
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"},
+            "details": {"type": "array", "items": {"type": "object", "required": ["path", "message"], "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}}}}}},
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok", "unavailable"]}}},
+        "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"], "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}}},
+        "CustomerId": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+        "Instant": instant,
+        "PageLimit": {"type": "string", "pattern": "^[0-9]{1,3}$", "description": "1 to 500 (default 50)"},
+        "PageCursor": {"type": "string", "description": "next_cursor of the previous page"},
+        "Period": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}},
+        "PriceBook": {"type": "object", "required": ["currency", "products"], "description": "A price book (README: The price book)", "properties": {
+            "currency": {"type": "string"}, "version": {"type": "string"}, "effective_from": {"type": "string", "format": "date-time"}, "description": {"type": "string"},
+            "products": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["key", "name", "unit", "meter"], "properties": {
+                "key": key.clone(), "name": {"type": "string"}, "unit": {"type": "string"}, "meter": key.clone()}}},
+            "platform_addons": {"type": "array", "items": {"type": "object", "required": ["key", "name", "monthly_price"], "properties": {"key": key.clone(), "name": {"type": "string"}, "monthly_price": amount_in.clone()}}},
+            "commitment": {"type": "object"}, "spend_limits": {"type": "object"}}},
+        "PriceBookVersion": {"type": "object", "required": ["version", "in_force_at", "currency"], "properties": {
+            "version": {"type": ["string", "null"]}, "in_force_at": {"type": "string", "format": "date-time"}, "currency": {"type": "string"}}},
+        "PriceBookVersionPage": page_of("PriceBookVersion"),
+        "PublishPriceBook": {"type": "object", "required": ["price_book"], "additionalProperties": false, "properties": {
+            "price_book": {"$ref": "#/components/schemas/PriceBook"}, "in_force_at": {"type": ["string", "null"], "format": "date-time"}}},
+        "QuoteRequest": {"type": "object", "required": ["usage"], "additionalProperties": false, "properties": {
+            "usage": {"type": "object", "additionalProperties": quantity},
+            "addons": {"type": "array", "items": {"oneOf": [key.clone(), {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {"key": key.clone(), "from": {"type": "string", "format": "date-time"}}}]}},
+            "limits": {"type": "object", "additionalProperties": amount_in.clone()},
+            "commitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {"yearly_credit": amount_in.clone()}},
+            "credit_balance": amount_in.clone(),
+            "period": {"type": "object", "required": ["start", "end"], "additionalProperties": false, "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}}}},
+        "TierSlice": tier_slice,
+        "Line": line,
+        "SpendLimit": spend_limit,
+        "Bill": bill,
+        "Customer": customer,
+        "CustomerPage": page_of("Customer"),
+        "NewCustomer": {"type": "object", "required": ["id", "name"], "additionalProperties": false, "properties": {
+            "id": {"$ref": "#/components/schemas/CustomerId"}, "name": {"type": "string", "minLength": 1, "maxLength": 256},
+            "billing_anchor": {"type": "string", "format": "date-time"}, "addons": {"type": "array", "items": key.clone()}}},
+        "CustomerCreated": {"type": "object", "required": ["customer", "api_key"], "properties": {
+            "customer": {"$ref": "#/components/schemas/Customer"}, "api_key": {"type": ["string", "null"], "description": "shown once; null when the creation is replayed"}}},
+        "CustomerChanges": {"type": "object", "additionalProperties": false, "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 256}, "addons": {"type": "array", "items": key.clone()}}},
+        "ApiKey": {"type": "object", "required": ["customer_id", "api_key"], "properties": {"customer_id": {"type": "string"}, "api_key": {"type": ["string", "null"]}}},
+        "UsageEvent": event,
+        "UsageReport": report,
+        "UsageBatch": {"oneOf": [
+            {"type": "object", "required": ["events"], "additionalProperties": false, "properties": {"events": {"type": "array", "maxItems": 10000, "items": {"$ref": "#/components/schemas/UsageEvent"}}}},
+            {"type": "object", "required": ["reports"], "additionalProperties": false, "properties": {"reports": {"type": "array", "maxItems": 10000, "items": {"$ref": "#/components/schemas/UsageReport"}}}}]},
+        "UsageAccepted": {"type": "object", "required": ["accepted", "duplicates", "rejected"], "properties": {
+            "accepted": {"type": "integer", "minimum": 0}, "duplicates": {"type": "integer", "minimum": 0},
+            "rejected": {"type": "array", "items": {"type": "object", "required": ["index", "code", "message"], "properties": {
+                "index": {"type": "integer", "minimum": 0}, "code": {"type": "string"}, "message": {"type": "string"}}}}}},
+        "UsageView": {"type": "object", "required": ["customer_id", "period", "usage", "bill", "projected", "caps"], "properties": {
+            "customer_id": {"type": "string"}, "period": {"$ref": "#/components/schemas/Period"},
+            "usage": {"type": "object", "additionalProperties": decimal("quantity")},
+            "bill": {"$ref": "#/components/schemas/Bill"},
+            "projected": {"type": "object", "required": ["usage", "bill"], "properties": {"usage": {"type": "object", "additionalProperties": decimal("quantity")}, "bill": {"$ref": "#/components/schemas/Bill"}}},
+            "caps": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/SpendLimit"}, {"type": "object", "properties": {
+                "cap_reached_at": {"type": ["string", "null"], "format": "date-time"}, "projected_cap_at": {"type": ["string", "null"], "format": "date-time"}}}]}}}},
+        "Limits": {"type": "object", "additionalProperties": decimal("whole currency units")},
+        "LimitChanges": {"type": "object", "additionalProperties": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+$"}, {"type": "null"}]}},
+        "Alert": {"type": "object", "required": ["product", "period_start", "threshold", "detected_at"], "properties": {
+            "product": {"type": "string"}, "period_start": {"type": "string", "format": "date-time"}, "threshold": decimal("share of the cap"), "detected_at": {"type": "string", "format": "date-time"}}},
+        "AlertPage": page_of("Alert"),
+    })
+}
