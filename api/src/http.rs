@@ -132,6 +132,12 @@ impl From<Failure> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"code": self.code, "message": self.message});
@@ -201,7 +207,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
         return Ok(Caller::Admin);
     }
     // A key is found by its hash: the lookup never sees the key, and a guess reveals nothing by its timing.
-    match state.service.store().key_owner(&hex(&hash)).await.map_err(|e| ApiError::internal(&e))? {
+    match state.service.store().key_owner(&hex(&hash)).await? {
         Some(customer) => Ok(Caller::Customer(customer)),
         None => Err(ApiError::unauthorized()),
     }
@@ -322,45 +328,25 @@ impl PageQuery {
     }
 }
 
-fn query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> ApiResult<T> {
-    serde_urlencoded_from(raw.unwrap_or(""))
-}
+/// The query string as `T`, with axum's parser (serde_urlencoded); a query it cannot read is 422 in the API's shape.
+#[derive(Debug)]
+pub struct Q<T>(pub T);
 
-fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(raw: &str) -> ApiResult<T> {
-    let map: BTreeMap<String, String> = raw
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect();
-    serde_json::from_value(json!(map)).map_err(|e| {
-        ApiError::invalid(vec![billing_core::Issue::new("query", billing_core::error::echo(&e.to_string()))])
-    })
-}
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(Q(q)),
+            Err(e) => Err(ApiError::invalid(vec![billing_core::Issue::new(
+                "query",
+                billing_core::error::echo(&e.body_text()),
+            )])),
         }
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A page of a list already in memory, by offset cursor.
@@ -422,8 +408,7 @@ fn version_json(v: &service::Version) -> Value {
            "currency": v.book.currency().code()})
 }
 
-async fn price_books(State(state): State<AppState>, raw: axum::extract::RawQuery) -> ApiResult<Json<Value>> {
-    let q: PageQuery = query(raw.0.as_deref())?;
+async fn price_books(State(state): State<AppState>, Q(q): Q<PageQuery>) -> ApiResult<Json<Value>> {
     let versions: Vec<Value> = state.service.versions().iter().map(|v| version_json(v)).collect();
     Ok(Json(page(versions, &q)?))
 }
@@ -574,9 +559,7 @@ async fn create_customer(
         return Err(ApiError::invalid(issues));
     }
     // A replayed creation (same id, same fields) answers the customer again, without its key (shown once).
-    if let Some(existing) =
-        state.service.store().customer(&new.id).await.map_err(|e| ApiError::internal(&e))?
-    {
+    if let Some(existing) = state.service.store().customer(&new.id).await? {
         let same = existing.name == new.name
             && existing.addons.iter().map(|a| &a.key).eq(new.addons.iter())
             && anchor.is_none_or(|a| service::micros(a) == existing.billing_anchor);
@@ -604,10 +587,9 @@ async fn create_customer(
 async fn list_customers(
     State(state): State<AppState>,
     headers: HeaderMap,
-    raw: axum::extract::RawQuery,
+    Q(q): Q<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     admin(&state, &headers).await?;
-    let q: PageQuery = query(raw.0.as_deref())?;
     let limit = q.limit()?;
     let rows = state
         .service
@@ -844,10 +826,9 @@ async fn usage_view(
     State(state): State<AppState>,
     headers: HeaderMap,
     Id(id): Id,
-    raw: axum::extract::RawQuery,
+    Q(q): Q<AtQuery>,
 ) -> ApiResult<Json<Value>> {
     admin_or_own(&state, &headers, &id).await?;
-    let q: AtQuery = query(raw.0.as_deref())?;
     let at = match &q.at {
         None => state.service.now(),
         Some(a) => parse_instant("at", a)?,
@@ -884,7 +865,7 @@ async fn usage_view(
 // Caps and alerts.
 
 async fn limits_json(state: &AppState, id: &str) -> ApiResult<Value> {
-    let limits = state.service.store().limits(id).await.map_err(|e| ApiError::internal(&e))?;
+    let limits = state.service.store().limits(id).await?;
     Ok(Value::Object(limits.into_iter().map(|l| (l.product, json!(l.amount.to_string()))).collect()))
 }
 
@@ -936,12 +917,11 @@ async fn alerts(
     State(state): State<AppState>,
     headers: HeaderMap,
     Id(id): Id,
-    raw: axum::extract::RawQuery,
+    Q(q): Q<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     admin_or_own(&state, &headers, &id).await?;
-    let q: PageQuery = query(raw.0.as_deref())?;
     state.service.customer(&id).await?;
-    let alerts = state.service.store().alerts(&id).await.map_err(|e| ApiError::internal(&e))?;
+    let alerts = state.service.store().alerts(&id).await?;
     let items: Vec<Value> = alerts
         .iter()
         .map(|a| Ok(json!({"product": a.product, "period_start": rfc3339(a.period_start)?, "threshold": a.threshold, "detected_at": rfc3339(a.detected_at)?})))

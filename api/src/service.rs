@@ -124,13 +124,6 @@ pub struct Service {
     fallback: Arc<PriceBook>,
 }
 
-/// A customer as the service sees it.
-#[derive(Debug, Clone)]
-pub struct Customer {
-    /// Its row.
-    pub row: CustomerRow,
-}
-
 /// Events and reports of one batch, after validation.
 #[derive(Debug, Default)]
 pub struct Batch {

@@ -144,8 +144,9 @@ pub(crate) enum Json {
     Bool(bool),
     /// A JSON integer within `i64`/`u64`.
     Int(i128),
-    /// A JSON number with a fraction or an exponent, or an integer too large for 64 bits (serde_json reads all of
-    /// them as `f64`; the value is not kept).
+    /// A JSON number with a fraction or an exponent, or an integer too large for 64 bits: serde_json reads all of
+    /// them as binary floating point, so its value is dropped unread and the number is refused where a decimal is
+    /// expected (`visit_f64` below exists only to record that refusal instead of aborting the whole document).
     Float,
     Str(String),
     Arr(Vec<Json>),
