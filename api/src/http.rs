@@ -719,6 +719,7 @@ async fn ingest(
     }
     let now = state.service.now();
     let mut customers: BTreeMap<String, Option<CustomerRow>> = BTreeMap::new();
+    let mut periods: BTreeMap<String, (billing_core::BillingPeriod, Arc<PriceBook>)> = BTreeMap::new();
     let mut rejected = Vec::new();
     let mut batch = Batch::default();
     for (index, entry) in entries.iter().enumerate() {
@@ -759,10 +760,23 @@ async fn ingest(
                     format!("{at} is more than 5 minutes ahead of the server's clock"),
                 ));
             }
-            let period = Service::period_of(customer, at).map_err(|_| {
-                reject("before_first_period", format!("{at} is before the customer's first billing period"))
-            })?;
-            if !state.service.book_at(period.start()).has_meter(meter) {
+            // The period and its price book, computed once per customer and period of the batch, not per event.
+            let cached = periods.get(&customer.id).filter(|(p, _)| p.contains(at)).cloned();
+            let (period, book) = match cached {
+                Some(hit) => hit,
+                None => {
+                    let period = Service::period_of(customer, at).map_err(|_| {
+                        reject(
+                            "before_first_period",
+                            format!("{at} is before the customer's first billing period"),
+                        )
+                    })?;
+                    let hit = (period, state.service.book_at(period.start()));
+                    periods.insert(customer.id.clone(), hit.clone());
+                    hit
+                }
+            };
+            if !book.has_meter(meter) {
                 return Err(reject(
                     "unknown_meter",
                     format!("no product or add-on is metered by `{}`", billing_core::error::echo(meter)),
