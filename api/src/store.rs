@@ -488,16 +488,18 @@ macro_rules! sql_store {
                             .bind(e.period_start)
                             .bind(now);
                     }
-                    let inserted: std::collections::HashSet<(String, String)> = query
+                    let returned: Vec<(String, String)> = query
                         .fetch_all(&mut *tx)
                         .await?
                         .into_iter()
                         .map(|r| (r.get("customer_id"), r.get("event_id")))
                         .collect();
+                    let inserted: std::collections::HashSet<(&str, &str)> =
+                        returned.iter().map(|(c, e)| (c.as_str(), e.as_str())).collect();
                     // The first event of a chunk with a returned id is the one stored; a repeat is a duplicate.
-                    let mut seen = std::collections::HashSet::new();
+                    let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
                     for (i, e) in chunk.iter().enumerate() {
-                        let key = (e.customer_id.clone(), e.event_id.clone());
+                        let key = (e.customer_id.as_str(), e.event_id.as_str());
                         if inserted.contains(&key) && seen.insert(key) {
                             stored[chunk_at * EVENTS_PER_STATEMENT + i] = true;
                             let total = totals.entry((&e.customer_id, e.period_start, &e.meter)).or_default();
