@@ -709,7 +709,9 @@ async fn ingest(
     }
     // A customer key sends its own usage only: one foreign entry refuses the whole batch.
     if let Caller::Customer(own) = &who {
-        if entries.iter().any(|e| e.get("customer_id").and_then(Value::as_str) != Some(own.as_str())) {
+        // (An entry without a customer id names no other customer: it is rejected on its own, below.)
+        let foreign = |e: &Value| e.get("customer_id").and_then(Value::as_str).is_some_and(|c| c != own);
+        if entries.iter().any(foreign) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -281,6 +281,19 @@ async fn usage_is_deduplicated_and_every_bad_event_is_listed() {
         "nothing of a refused batch is stored"
     );
     assert_eq!(app.post("/v1/usage", None, json!({"events": []})).await.0, StatusCode::UNAUTHORIZED);
+    // An entry naming no customer is rejected alone, not the batch.
+    let (status, body) = app
+        .post(
+            "/v1/usage",
+            Some(&key),
+            json!({"events": [{"id": "n1", "meter": "events", "quantity": 1, "timestamp": t}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["rejected"][0]["code"].as_str()),
+        (StatusCode::OK, Some("invalid_entry")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
