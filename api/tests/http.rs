@@ -24,6 +24,16 @@ async fn health_and_unknown_routes() {
 }
 
 #[tokio::test]
+async fn health_is_503_when_the_database_does_not_answer() {
+    let app = App::new().await;
+    app.state.service.store().close().await;
+    assert_eq!(
+        app.get("/healthz", None).await,
+        (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "unavailable"}))
+    );
+}
+
+#[tokio::test]
 async fn quotes_are_the_cli_s_bills() {
     let app = App::new().await;
     let request = json!({"usage": {"events": 12000000, "recordings": 40000, "inbox_prs": 40}, "addons": ["boost"],
