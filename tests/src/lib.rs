@@ -138,7 +138,8 @@ impl Server {
         let mut child = Command::new(tally_path())
             .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
             .env("TALLY_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("TALLY_LOG", "warn")
+            // Request logs on: a log line written from a worker thread is a path that once hung the server.
+            .env("TALLY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -182,9 +183,14 @@ impl Server {
         self.request(method, path, ADMIN_TOKEN)
     }
 
-    /// A request with a bearer token.
+    /// A request with a bearer token. Every request gives up after 60 seconds: a server that hangs fails the test
+    /// instead of stalling the run.
     pub fn request(&self, method: &str, path: &str, token: &str) -> ureq::Request {
-        ureq::request(method, &format!("{}{path}", self.url)).set("Authorization", &format!("Bearer {token}"))
+        ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .request(method, &format!("{}{path}", self.url))
+            .set("Authorization", &format!("Bearer {token}"))
     }
 }
 
