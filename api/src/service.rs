@@ -398,12 +398,14 @@ impl Service {
         }
         let accepted = stored.iter().filter(|s| **s).count() + batch.reports.len();
         for (customer, periods) in touched {
-            if self.store.limits(customer).await?.is_empty() {
+            // Read once: whether there is anything to alert on, and the caps each period is priced with.
+            let limits = self.store.limits(customer).await?;
+            if limits.is_empty() {
                 continue;
             }
             let row = self.customer(customer).await?;
             for period_start in periods {
-                self.record_alerts(&row, instant(period_start)?, now).await?;
+                self.record_alerts(&row, &limits, instant(period_start)?, now).await?;
             }
         }
         Ok(Ingested { accepted, duplicates: stored.iter().filter(|s| !**s).count() })
@@ -413,11 +415,12 @@ impl Service {
     async fn record_alerts(
         &self,
         customer: &CustomerRow,
+        limits: &[LimitRow],
         start: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Outcome<()> {
         let period = Self::period_of(customer, start)?;
-        let (_, bill) = self.bill_for(customer, period).await?;
+        let (_, _, bill) = self.bill_for(customer, limits, period).await?;
         for limit in &bill.spend_limits {
             for threshold in &limit.alerts {
                 let alert = AlertRow {
@@ -432,12 +435,14 @@ impl Service {
         Ok(())
     }
 
-    /// The request and bill of a customer's stored usage in `period`.
+    /// The price book, request and bill of a customer's stored usage in `period`, under the customer's caps
+    /// (`limits`, as the caller read them).
     async fn bill_for(
         &self,
         customer: &CustomerRow,
+        limits: &[LimitRow],
         period: BillingPeriod,
-    ) -> Outcome<(QuoteRequest, Bill<'static>)> {
+    ) -> Outcome<(Arc<PriceBook>, QuoteRequest, Bill<'static>)> {
         let book = self.book_at(period.start());
         let mut usage = BTreeMap::new();
         for total in self.store.usage_totals(&customer.id, micros(period.start())).await? {
@@ -452,12 +457,12 @@ impl Service {
         let request = QuoteRequest {
             usage,
             addons: self.addon_choices(customer, &book, period)?,
-            limits: self.caps_in_force(&customer.id, period).await?,
+            limits: caps_in_force(limits, period),
             period: Some(period),
             ..QuoteRequest::default()
         };
         let bill = compute(&book, &request)?.into_owned();
-        Ok((request, bill))
+        Ok((book, request, bill))
     }
 
     /// A customer's add-ons as a request for `period`: platform add-ons switched on during it are prorated.
@@ -485,35 +490,14 @@ impl Service {
         Ok(choices)
     }
 
-    /// The caps in force for `period`: a cap lowered during a period is pinned there.
-    async fn caps_in_force(
-        &self,
-        customer: &str,
-        period: BillingPeriod,
-    ) -> Outcome<BTreeMap<String, billing_core::wire::Num>> {
-        Ok(self
-            .store
-            .limits(customer)
-            .await?
-            .into_iter()
-            .map(|l| {
-                let amount = match l.pinned {
-                    Some((start, pinned)) if start == micros(period.start()) => pinned,
-                    _ => l.amount,
-                };
-                (l.product, billing_core::wire::Num(Decimal::from(amount)))
-            })
-            .collect())
-    }
-
     /// The usage view of a customer's period containing `at`.
     ///
     /// # Errors
     /// `NotFound`, `Invalid` when `at` is before the first period.
     pub async fn usage_view(&self, customer: &CustomerRow, at: DateTime<Utc>) -> Outcome<UsageView> {
         let period = Self::period_of(customer, at)?;
-        let (request, bill) = self.bill_for(customer, period).await?;
-        let book = self.book_at(period.start());
+        let limits = self.store.limits(&customer.id).await?;
+        let (book, request, bill) = self.bill_for(customer, &limits, period).await?;
         let now = self.now();
         let project = |until: DateTime<Utc>| -> Outcome<QuoteRequest> {
             let mut r = request.clone();
@@ -654,7 +638,7 @@ impl Service {
         // What this period bills now, per product, to pin a lowered cap.
         let period = Self::period_of(customer, now).ok();
         let current = match period {
-            Some(p) => Some(self.bill_for(customer, p).await?.1),
+            Some(p) => Some(self.bill_for(customer, &self.store.limits(&customer.id).await?, p).await?.2),
             None => None,
         };
         let mut rows = Vec::new();
@@ -685,6 +669,20 @@ impl Service {
         self.store.set_limits(&customer.id, &rows, micros(now)).await?;
         Ok(())
     }
+}
+
+/// The caps in force for `period`, from a customer's stored caps: a cap lowered during a period is pinned there.
+fn caps_in_force(limits: &[LimitRow], period: BillingPeriod) -> BTreeMap<String, billing_core::wire::Num> {
+    limits
+        .iter()
+        .map(|l| {
+            let amount = match l.pinned {
+                Some((start, pinned)) if start == micros(period.start()) => pinned,
+                _ => l.amount,
+            };
+            (l.product.clone(), billing_core::wire::Num(Decimal::from(amount)))
+        })
+        .collect()
 }
 
 /// The first instant of `now`'s month, UTC.
