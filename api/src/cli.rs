@@ -54,6 +54,14 @@ enum Command {
         /// The largest request body, in bytes.
         #[arg(long, env = "TALLY_MAX_BODY", default_value_t = 5 * 1024 * 1024)]
         max_body: usize,
+        /// Prefix of invoice numbers, given at issue (INV-000001, INV-000002, …).
+        #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::invoicing::DEFAULT_PREFIX)]
+        invoice_prefix: String,
+    },
+    /// Invoices.
+    Invoice {
+        #[command(subcommand)]
+        command: InvoiceCommand,
     },
     /// Create the database if needed and apply the migrations, then exit.
     Migrate {
@@ -66,6 +74,35 @@ enum Command {
         /// Price book JSON file (default: the built-in example price book).
         #[arg(long, value_name = "FILE")]
         price_book: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InvoiceCommand {
+    /// Invoice every customer period that ended at or before `--as-of` and has no invoice yet.
+    ///
+    /// Exactly once: each invoice, its credit consumption and the period's close commit together, so a run that
+    /// is killed and started again, or runs at once in several processes (PostgreSQL), invoices every period once.
+    /// Exit 0 when every eligible period is invoiced, 1 when some failed (each listed), 2 on bad input.
+    Run {
+        /// Invoice periods that ended at or before this instant (RFC 3339; default: now).
+        #[arg(long, value_name = "INSTANT")]
+        as_of: Option<String>,
+        /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB.
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tally.db?mode=rwc")]
+        database: String,
+        /// Issue the invoices at once (numbered), instead of leaving them as drafts.
+        #[arg(long)]
+        issue: bool,
+        /// Concurrent workers in this process.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: u16,
+        /// Customers invoiced per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=5000))]
+        batch: u16,
+        /// Prefix of invoice numbers.
+        #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::invoicing::DEFAULT_PREFIX)]
+        invoice_prefix: String,
     },
 }
 
@@ -85,6 +122,8 @@ enum Failure {
     Input(String),
     /// The output could not be written: exit 1 (a closed pipe is not reported).
     Output(io::Error),
+    /// The work was done in part: exit 1.
+    Partial(String),
 }
 
 /// Runs `tally` with `args`, reading a request from `stdin` when asked, writing to `stdout` and `stderr`.
@@ -111,6 +150,10 @@ pub fn main(
             let _ = writeln!(stderr, "error: {}", one_line(&message));
             ExitCode::from(2)
         }
+        Err(Failure::Partial(message)) => {
+            let _ = writeln!(stderr, "error: {message}");
+            ExitCode::from(1)
+        }
         Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(Failure::Output(e)) => {
             let _ = writeln!(stderr, "error: cannot write the output: {e}");
@@ -126,14 +169,38 @@ fn run(
     stderr: &mut dyn Write,
 ) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve { listen, database, price_book, max_body } => {
+        Command::Invoice {
+            command: InvoiceCommand::Run { as_of, database, issue, workers, batch, invoice_prefix },
+        } => {
+            let as_of = match as_of {
+                None => None,
+                Some(a) => Some(a.parse::<chrono::DateTime<chrono::Utc>>().map_err(|_| {
+                    Failure::Input(format!(
+                        "--as-of `{a}` is not an RFC 3339 instant such as 2026-12-01T00:00:00Z"
+                    ))
+                })?),
+            };
+            let settings = crate::invoicing::RunSettings {
+                workers: usize::from(workers),
+                batch: usize::from(batch),
+                prefix: invoice_prefix,
+            };
+            invoice_run(&database, as_of, issue, &settings, stdout, stderr)
+        }
+        Command::Serve { listen, database, price_book, max_body, invoice_prefix } => {
             let price_book = match price_book {
                 Some(p) => Some(load_price_book(Some(&p))?),
                 None => None,
             };
             let admin_token = std::env::var("TALLY_ADMIN_TOKEN").ok();
-            let settings =
-                crate::server::Settings { listen, database_url: database, price_book, max_body, admin_token };
+            let settings = crate::server::Settings {
+                listen,
+                database_url: database,
+                price_book,
+                max_body,
+                admin_token,
+                invoice_prefix,
+            };
             serve(settings, stderr)
         }
         Command::Migrate { database } => runtime()?.block_on(async {
@@ -265,6 +332,94 @@ fn serve(settings: crate::server::Settings, stderr: &mut dyn Write) -> Result<()
             .await
             .map_err(|e| Failure::Input(e.to_string()))
     })
+}
+
+/// `tally invoice run`: opens (or joins) the run of `as_of`, works on it, prints a summary line.
+fn invoice_run(
+    database: &str,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    issue: bool,
+    settings: &crate::invoicing::RunSettings,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<(), Failure> {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    let started = std::time::Instant::now();
+    let run = runtime()?.block_on(async {
+        let store = crate::store::open(database).await.map_err(|e| Failure::Input(e.to_string()))?;
+        store.migrate().await.map_err(|e| Failure::Input(e.to_string()))?;
+        let clock: Arc<dyn crate::service::Clock> = Arc::new(crate::service::SystemClock);
+        let book = PriceBook::default_book().map_err(|e| Failure::Input(e.to_string()))?;
+        let service = Arc::new(
+            crate::service::Service::start(store.clone(), clock.clone(), &book)
+                .await
+                .map_err(|e| Failure::Input(format!("{e:?}")))?,
+        );
+        let as_of = as_of.unwrap_or_else(|| clock.now());
+        let (run, created) =
+            service.open_run(as_of, issue).await.map_err(|e| Failure::Input(format!("{e:?}")))?;
+        let _ = writeln!(
+            stderr,
+            "{} invoice run {} (as of {}): {} customer periods eligible",
+            if created { "started" } else { "joined" },
+            run.id,
+            as_of.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            run.eligible
+        );
+        // A progress bar on a terminal; nothing when stderr is a file or a pipe.
+        let done = Arc::new(AtomicI64::new(run.invoiced));
+        let total = run.eligible;
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let progress: Arc<dyn Fn(crate::store::BatchDone) + Send + Sync> = Arc::new(move |batch| {
+            let n = done
+                .fetch_add(i64::try_from(batch.invoiced + batch.failed).unwrap_or(0), Ordering::Relaxed)
+                + i64::try_from(batch.invoiced + batch.failed).unwrap_or(0);
+            if terminal {
+                let width = 40_i64;
+                let filled = if total > 0 { (n.min(total) * width) / total } else { width };
+                let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
+                eprint!("\r[{bar}] {n}/{total}");
+            }
+        });
+        let run =
+            service.work_run(&run, settings, progress).await.map_err(|e| Failure::Input(format!("{e:?}")))?;
+        if terminal {
+            eprintln!();
+        }
+        store.close().await;
+        Ok::<_, Failure>(run)
+    })?;
+    let counts = crate::invoicing::RunCounts::of(&run);
+    let seconds = started.elapsed().as_millis();
+    let rate = if seconds > 0 {
+        i128::from(counts.invoiced) * 1000 / i128::try_from(seconds).unwrap_or(1)
+    } else {
+        0
+    };
+    writeln!(
+        stdout,
+        "invoice run {}: {} eligible, {} invoiced, {} already invoiced, {} failed in {}.{:03} s ({} invoices/s)",
+        run.id,
+        counts.eligible,
+        counts.invoiced,
+        counts.already_invoiced,
+        counts.failed,
+        seconds / 1000,
+        seconds % 1000,
+        rate
+    )
+    .map_err(Failure::Output)?;
+    if counts.failed > 0 {
+        for f in &run.failures {
+            let start = chrono::DateTime::from_timestamp_micros(f.period_start)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            let _ = writeln!(stderr, "failed: customer {} period {start}: {}", f.customer_id, f.reason);
+        }
+        return Err(Failure::Partial(format!("{} customer periods could not be invoiced", counts.failed)));
+    }
+    Ok(())
 }
 
 /// Error messages go on one line, whatever the underlying error printed.

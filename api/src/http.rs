@@ -35,6 +35,8 @@ pub struct AppState {
     pub admin_hash: [u8; 32],
     /// The largest request body, in bytes.
     pub max_body: usize,
+    /// How invoice runs started over HTTP work, and the prefix of invoice numbers.
+    pub run_settings: crate::invoicing::RunSettings,
 }
 
 /// The most events or reports in one `POST /v1/usage`.
@@ -55,6 +57,15 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/customers/{id}/limits", get(get_limits).put(put_limits))
         .route("/v1/customers/{id}/alerts", get(alerts))
         .route("/v1/usage", post(ingest))
+        .route("/v1/customers/{id}/commitments", post(create_commitment))
+        .route("/v1/customers/{id}/credits", get(credits))
+        .route("/v1/invoice-runs", post(create_run))
+        .route("/v1/invoice-runs/{id}", get(get_run))
+        .route("/v1/invoices", get(list_invoices))
+        .route("/v1/invoices/{id}", get(get_invoice))
+        .route("/v1/invoices/{id}/issue", post(issue_invoice))
+        .route("/v1/invoices/{id}/pay", post(pay_invoice))
+        .route("/v1/invoices/{id}/void", post(void_invoice))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), idempotency))
@@ -122,6 +133,8 @@ impl From<Failure> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
             }
             Failure::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            Failure::Closed(m) => ApiError::new(StatusCode::CONFLICT, "period_closed", m),
+            Failure::InvalidState(m) => ApiError::new(StatusCode::CONFLICT, "invalid_state", m),
             // Inputs are bounded at the edge, so an overflow is an amount no real book reaches: still the
             // caller's input, answered 422, never a 500.
             Failure::Overflow(e) => {
@@ -266,7 +279,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
     ) -> Result<Self, Self::Rejection> {
         match Path::<String>::from_request_parts(parts, state).await {
             Ok(Path(id)) => Ok(Id(id)),
-            Err(_) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such customer")),
+            Err(_) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")),
         }
     }
 }
@@ -823,6 +836,14 @@ async fn ingest(
         }
     }
     let done = state.service.ingest(&batch).await?;
+    for index in done.closed {
+        rejected.push(Rejected {
+            index,
+            code: "period_closed",
+            message: "its billing period is already invoiced".into(),
+        });
+    }
+    rejected.sort_by_key(|r| r.index);
     Ok(Json(json!({"accepted": done.accepted, "duplicates": done.duplicates, "rejected": rejected})))
 }
 
@@ -943,6 +964,299 @@ async fn alerts(
         .map(|a| Ok(json!({"product": a.product, "period_start": rfc3339(a.period_start)?, "threshold": a.threshold, "detected_at": rfc3339(a.detected_at)?})))
         .collect::<ApiResult<_>>()?;
     Ok(Json(page(items, &q)?))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Commitments and credit.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCommitment {
+    yearly_credit: Value,
+    #[serde(default)]
+    start: Option<String>,
+}
+
+fn decimal_field(path: &str, value: &Value) -> ApiResult<Decimal> {
+    let parsed = match value {
+        Value::String(s) => billing_core::wire::parse_decimal(s),
+        Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64().map(Decimal::from).unwrap_or_default()),
+        _ => Err("expected a decimal string such as \"25000\"".to_owned()),
+    };
+    parsed.map_err(|m| ApiError::invalid(vec![billing_core::Issue::new(path, m)]))
+}
+
+fn commitment_json(
+    c: &crate::store::CommitmentRow,
+    terms: &billing_core::CommitmentTerms,
+) -> ApiResult<Value> {
+    let start = service::instant(c.starts_at)?;
+    let releases: Vec<Value> = terms
+        .releases(start)
+        .map_err(|m| ApiError::internal(&m))?
+        .into_iter()
+        .map(|(at, amount)| json!({"at": at, "amount": amount}))
+        .collect();
+    Ok(json!({
+        "id": c.id,
+        "customer_id": c.customer_id,
+        "yearly_credit": terms.yearly_credit,
+        "discount_rate": terms.discount,
+        "price": terms.price,
+        "exact_price": terms.exact_price,
+        "start": rfc3339(c.starts_at)?,
+        "expires_at": rfc3339(c.expires_at)?,
+        "releases": releases,
+    }))
+}
+
+async fn create_commitment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Id(id): Id,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    admin_or_own(&state, &headers, &id).await?;
+    let new: NewCommitment = json_body(&headers, &body)?;
+    let credit = decimal_field("yearly_credit", &new.yearly_credit)?;
+    let start = new.start.as_deref().map(|s| parse_instant("start", s)).transpose()?;
+    let customer = state.service.customer(&id).await?;
+    let (row, terms) = state.service.buy_commitment(&customer, credit, start).await?;
+    Ok((StatusCode::CREATED, Json(commitment_json(&row, &terms)?)).into_response())
+}
+
+async fn credits(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Id(id): Id,
+    Q(q): Q<AtQuery>,
+) -> ApiResult<Json<Value>> {
+    admin_or_own(&state, &headers, &id).await?;
+    let at = match &q.at {
+        None => state.service.now(),
+        Some(a) => parse_instant("at", a)?,
+    };
+    let customer = state.service.customer(&id).await?;
+    let (commitments, ledger) = state.service.ledger(&customer, at).await?;
+    let commitments: Vec<Value> = commitments
+        .iter()
+        .map(|c| {
+            let terms: billing_core::CommitmentTerms =
+                serde_json::from_str(&c.terms).map_err(|e| ApiError::internal(&e))?;
+            commitment_json(c, &terms)
+        })
+        .collect::<ApiResult<_>>()?;
+    let entries: Vec<Value> = ledger
+        .entries
+        .iter()
+        .map(|e| {
+            json!({"at": e.at, "kind": e.kind, "amount": e.amount, "commitment_id": e.commitment_id,
+                   "invoice_id": e.invoice_id})
+        })
+        .collect();
+    Ok(Json(json!({
+        "customer_id": id,
+        "at": at,
+        "balance": ledger.balance,
+        "commitments": commitments,
+        "entries": entries,
+    })))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Invoice runs and invoices.
+
+fn run_json(run: &crate::store::RunRow) -> ApiResult<Value> {
+    let counts = crate::invoicing::RunCounts::of(run);
+    let failures: Vec<Value> = run
+        .failures
+        .iter()
+        .map(|f| Ok(json!({"customer_id": f.customer_id, "period_start": rfc3339(f.period_start)?, "reason": f.reason})))
+        .collect::<ApiResult<_>>()?;
+    Ok(json!({
+        "id": run.id,
+        "as_of": rfc3339(run.as_of)?,
+        "issue": run.issue,
+        "status": run.status,
+        "counts": {"eligible": counts.eligible, "invoiced": counts.invoiced,
+                   "already_invoiced": counts.already_invoiced, "failed": counts.failed},
+        "failures": failures,
+        "created_at": rfc3339(run.created_at)?,
+        "finished_at": run.finished_at.map(rfc3339).transpose()?,
+        "seconds": run.finished_at.map(|f| Decimal::new(f - run.created_at, 6).normalize()),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRun {
+    #[serde(default)]
+    as_of: Option<String>,
+    #[serde(default)]
+    issue: bool,
+}
+
+async fn create_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    admin(&state, &headers).await?;
+    let new: NewRun = json_body(&headers, &body)?;
+    let as_of = match &new.as_of {
+        None => state.service.now(),
+        Some(a) => parse_instant("as_of", a)?,
+    };
+    let (run, _) = state.service.open_run(as_of, new.issue).await?;
+    let (service, settings, background) = (state.service.clone(), state.run_settings.clone(), run.clone());
+    tokio::spawn(async move {
+        if let Err(e) = service.work_run(&background, &settings, Arc::new(|_| {})).await {
+            tracing::error!(run = %background.id, error = ?e, "invoice run stopped");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(run_json(&run)?)).into_response())
+}
+
+async fn get_run(State(state): State<AppState>, headers: HeaderMap, Id(id): Id) -> ApiResult<Json<Value>> {
+    admin(&state, &headers).await?;
+    let run = state.service.store().run(&id).await?.ok_or(Failure::NotFound("invoice run"))?;
+    Ok(Json(run_json(&run)?))
+}
+
+fn invoice_json(i: &crate::store::InvoiceRow) -> ApiResult<Value> {
+    let parse = |text: &str| serde_json::from_str::<Value>(text).map_err(|e| ApiError::internal(&e));
+    Ok(json!({
+        "id": i.id,
+        "number": i.number,
+        "customer_id": i.customer_id,
+        "period": {"start": rfc3339(i.period_start)?, "end": rfc3339(i.period_end)?},
+        "status": i.status,
+        "price_book_version": i.price_book_version,
+        "currency": i.currency,
+        "request": parse(&i.request)?,
+        "bill": parse(&i.bill)?,
+        "total": i.total,
+        "credit_applied": i.credit_applied,
+        "amount_due": i.amount_due,
+        "run_id": i.run_id,
+        "created_at": rfc3339(i.created_at)?,
+        "issued_at": i.issued_at.map(rfc3339).transpose()?,
+        "paid_at": i.paid_at.map(rfc3339).transpose()?,
+        "voided_at": i.voided_at.map(rfc3339).transpose()?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct InvoiceQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    customer_id: Option<String>,
+    period_start: Option<String>,
+    status: Option<String>,
+}
+
+async fn list_invoices(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Q(q): Q<InvoiceQuery>,
+) -> ApiResult<Json<Value>> {
+    let who = caller(&state, &headers).await?;
+    let page = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() };
+    let limit = page.limit()?;
+    let mut filter = crate::store::InvoiceFilter {
+        customer_id: q.customer_id.clone(),
+        period_start: q
+            .period_start
+            .as_deref()
+            .map(|p| parse_instant("period_start", p))
+            .transpose()?
+            .map(service::micros),
+        status: q.status.clone(),
+    };
+    if let Some(s) = &filter.status {
+        if !["draft", "issued", "paid", "void"].contains(&s.as_str()) {
+            return Err(ApiError::invalid(vec![billing_core::Issue::new(
+                "status",
+                "must be one of draft, issued, paid, void",
+            )]));
+        }
+    }
+    // A customer key sees its own invoices only.
+    if let Caller::Customer(own) = who {
+        if filter.customer_id.as_ref().is_some_and(|c| *c != own) {
+            return Err(ApiError::forbidden());
+        }
+        filter.customer_id = Some(own);
+    }
+    let rows = state
+        .service
+        .store()
+        .invoices(&filter, q.cursor.as_deref(), i64::try_from(limit + 1).unwrap_or(501))
+        .await?;
+    let more = rows.len() > limit;
+    let data: Vec<Value> = rows.iter().take(limit).map(invoice_json).collect::<ApiResult<_>>()?;
+    let next = more.then(|| rows[limit - 1].id.clone());
+    Ok(Json(json!({"data": data, "next_cursor": next})))
+}
+
+async fn get_invoice(State(state): State<AppState>, headers: HeaderMap, Id(id): Id) -> ApiResult<Response> {
+    let who = caller(&state, &headers).await?;
+    let invoice = state.service.store().invoice(&id).await?.ok_or(Failure::NotFound("invoice"))?;
+    if let Caller::Customer(own) = who {
+        if own != invoice.customer_id {
+            // Another customer's invoice is not there for this key.
+            return Err(Failure::NotFound("invoice").into());
+        }
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let bill: billing_core::Bill<'static> =
+        serde_json::from_str(&invoice.bill).map_err(|e| ApiError::internal(&e))?;
+    if accept.contains("text/csv") {
+        let csv = crate::render::invoice_csv(&invoice, &bill);
+        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], csv)
+            .into_response());
+    }
+    if accept.contains("text/html") {
+        let html = crate::render::invoice_html(&invoice, &bill);
+        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html)
+            .into_response());
+    }
+    Ok(Json(invoice_json(&invoice)?).into_response())
+}
+
+async fn lifecycle(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    action: crate::store::InvoiceAction,
+) -> ApiResult<Json<Value>> {
+    admin(state, headers).await?;
+    let invoice = state.service.transition(id, action, &state.run_settings.prefix).await?;
+    Ok(Json(invoice_json(&invoice)?))
+}
+
+async fn issue_invoice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    lifecycle(&state, &headers, &id, crate::store::InvoiceAction::Issue).await
+}
+
+async fn pay_invoice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    lifecycle(&state, &headers, &id, crate::store::InvoiceAction::Pay).await
+}
+
+async fn void_invoice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    lifecycle(&state, &headers, &id, crate::store::InvoiceAction::Void).await
 }
 
 // ---------------------------------------------------------------------------------------------------------------

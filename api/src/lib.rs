@@ -3,11 +3,13 @@
 //! storage). Every amount it shows comes from [`billing_core::compute`].
 
 // The OpenAPI document is one `json!` literal deep enough to need it.
-#![recursion_limit = "512"]
+#![recursion_limit = "1024"]
 
 pub mod cli;
 pub mod http;
+pub mod invoicing;
 pub mod openapi;
+pub mod render;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -188,6 +188,93 @@ pub const OPERATIONS: &[Operation] = &[
         ok: (200, "UsageAccepted"),
         query: &[],
     },
+    Operation {
+        method: "post",
+        path: "/v1/customers/{id}/commitments",
+        summary: "Buy a yearly prepaid credit: its bracket, discount, price and monthly releases",
+        access: Access::AdminOrOwn,
+        body: Some("NewCommitment"),
+        ok: (201, "Commitment"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/customers/{id}/credits",
+        summary: "The credit ledger at `at` (default now): releases, consumption, returns, expiries, balance",
+        access: Access::AdminOrOwn,
+        body: None,
+        ok: (200, "CreditLedger"),
+        query: &[("at", "Instant")],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/invoice-runs",
+        summary: "Invoice, in the background, every customer period ended by `as_of` without an invoice",
+        access: Access::Admin,
+        body: Some("NewInvoiceRun"),
+        ok: (202, "InvoiceRun"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/invoice-runs/{id}",
+        summary: "An invoice run: status, counts, failures, timings",
+        access: Access::Admin,
+        body: None,
+        ok: (200, "InvoiceRun"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/invoices",
+        summary: "List invoices (a customer key sees its own)",
+        access: Access::AdminOrKey,
+        body: None,
+        ok: (200, "InvoicePage"),
+        query: &[
+            ("limit", "PageLimit"),
+            ("cursor", "PageCursor"),
+            ("customer_id", "CustomerId"),
+            ("period_start", "Instant"),
+            ("status", "InvoiceStatus"),
+        ],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/invoices/{id}",
+        summary: "An invoice: JSON, or CSV (`Accept: text/csv`, a row per line and tier slice), or HTML (`Accept: text/html`)",
+        access: Access::AdminOrKey,
+        body: None,
+        ok: (200, "Invoice"),
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/invoices/{id}/issue",
+        summary: "Issue a draft: it gets the next number and never changes again",
+        access: Access::Admin,
+        body: None,
+        ok: (200, "Invoice"),
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/invoices/{id}/pay",
+        summary: "Mark an issued invoice paid",
+        access: Access::Admin,
+        body: None,
+        ok: (200, "Invoice"),
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/invoices/{id}/void",
+        summary: "Void a draft or an unpaid issued invoice; its consumed credit returns to the ledger",
+        access: Access::Admin,
+        body: None,
+        ok: (200, "Invoice"),
+        query: &[],
+    },
 ];
 
 fn error_responses(op: &Operation) -> Vec<(u16, &'static str)> {
@@ -200,10 +287,10 @@ fn error_responses(op: &Operation) -> Vec<(u16, &'static str)> {
         out.push((403, "a credential that may not do this"));
     }
     if op.path.contains("{id}") {
-        out.push((404, "no such customer"));
+        out.push((404, "no such customer, invoice or run"));
     }
     if op.method == "post" || op.method == "put" || op.method == "patch" {
-        out.push((409, "a conflict: a taken id or version, or an Idempotency-Key reused with another body or still running"));
+        out.push((409, "a conflict: a taken id or version, an invoiced period (`period_closed`), a lifecycle step the invoice's status does not allow (`invalid_state`), or an Idempotency-Key reused with another body or still running"));
     }
     if op.body.is_some() || !op.query.is_empty() || op.path.contains("{id}") {
         out.push((422, "the request breaks a rule: every problem is listed with its path"));
@@ -243,6 +330,12 @@ pub fn document() -> Value {
             "parameters": parameters,
             "responses": responses,
         });
+        if op.path == "/v1/invoices/{id}" {
+            operation["responses"]["200"]["content"]["text/csv"] =
+                json!({"schema": {"type": "string", "description": "one row per line and tier slice"}});
+            operation["responses"]["200"]["content"]["text/html"] =
+                json!({"schema": {"type": "string", "description": "a printable invoice"}});
+        }
         if let Some(body) = op.body {
             operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
         }
@@ -263,7 +356,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "tally", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Usage-based billing, exact to the cent: customers, metered usage, spend caps, quotes. Decimals are strings."},
+                 "description": "Usage-based billing, exact to the cent: customers, metered usage, spend caps, quotes, commitments, invoices. Decimals are strings."},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "The admin token, or a customer's API key"}},
@@ -392,5 +485,42 @@ fn schemas() -> Value {
         "Alert": {"type": "object", "required": ["product", "period_start", "threshold", "detected_at"], "properties": {
             "product": {"type": "string"}, "period_start": {"type": "string", "format": "date-time"}, "threshold": decimal("share of the cap"), "detected_at": {"type": "string", "format": "date-time"}}},
         "AlertPage": page_of("Alert"),
+        "NewCommitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {
+            "yearly_credit": amount_in.clone(), "start": {"type": "string", "format": "date-time"}}},
+        "Commitment": {"type": "object", "required": ["id", "customer_id", "yearly_credit", "discount_rate", "price", "exact_price", "start", "expires_at", "releases"], "properties": {
+            "id": {"type": "string"}, "customer_id": {"type": "string"}, "yearly_credit": decimal("face value"),
+            "discount_rate": decimal("0.20 = 20 %"), "price": decimal("price paid, rounded"), "exact_price": decimal("credit × (1 − discount)"),
+            "start": {"type": "string", "format": "date-time"}, "expires_at": {"type": "string", "format": "date-time"},
+            "releases": {"type": "array", "items": {"type": "object", "required": ["at", "amount"], "properties": {
+                "at": {"type": "string", "format": "date-time"}, "amount": decimal("released")}}}}},
+        "CreditLedger": {"type": "object", "required": ["customer_id", "at", "balance", "commitments", "entries"], "properties": {
+            "customer_id": {"type": "string"}, "at": {"type": "string", "format": "date-time"}, "balance": signed_decimal("Σ entries"),
+            "commitments": {"type": "array", "items": {"$ref": "#/components/schemas/Commitment"}},
+            "entries": {"type": "array", "items": {"type": "object", "required": ["at", "kind", "amount", "commitment_id", "invoice_id"], "properties": {
+                "at": {"type": "string", "format": "date-time"}, "kind": {"enum": ["release", "consumption", "void_return", "expiry"]},
+                "amount": signed_decimal("signed"), "commitment_id": {"type": "string"}, "invoice_id": {"type": ["string", "null"]}}}}}},
+        "NewInvoiceRun": {"type": "object", "additionalProperties": false, "properties": {
+            "as_of": {"type": "string", "format": "date-time"}, "issue": {"type": "boolean"}}},
+        "InvoiceRun": {"type": "object", "required": ["id", "as_of", "issue", "status", "counts", "failures", "created_at", "finished_at"], "properties": {
+            "id": {"type": "string"}, "as_of": {"type": "string", "format": "date-time"}, "issue": {"type": "boolean"},
+            "status": {"enum": ["running", "completed"]},
+            "counts": {"type": "object", "required": ["eligible", "invoiced", "already_invoiced", "failed"], "properties": {
+                "eligible": {"type": "integer", "minimum": 0}, "invoiced": {"type": "integer", "minimum": 0},
+                "already_invoiced": {"type": "integer", "minimum": 0}, "failed": {"type": "integer", "minimum": 0}}},
+            "failures": {"type": "array", "items": {"type": "object", "required": ["customer_id", "period_start", "reason"], "properties": {
+                "customer_id": {"type": "string"}, "period_start": {"type": "string", "format": "date-time"}, "reason": {"type": "string"}}}},
+            "created_at": {"type": "string", "format": "date-time"}, "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "seconds": {"type": ["string", "null"], "description": "from creation to completion"}}},
+        "InvoiceStatus": {"enum": ["draft", "issued", "paid", "void"]},
+        "Invoice": {"type": "object", "required": ["id", "number", "customer_id", "period", "status", "price_book_version", "request", "bill", "total", "amount_due", "created_at", "issued_at", "paid_at", "voided_at"], "properties": {
+            "id": {"type": "string"}, "number": {"type": ["string", "null"]}, "customer_id": {"type": "string"},
+            "period": {"$ref": "#/components/schemas/Period"}, "status": {"$ref": "#/components/schemas/InvoiceStatus"},
+            "price_book_version": {"type": "string"}, "currency": {"type": "string"},
+            "request": {"$ref": "#/components/schemas/QuoteRequest"}, "bill": {"$ref": "#/components/schemas/Bill"},
+            "total": signed_decimal("the bill's total"), "credit_applied": signed_decimal("paid from credit"), "amount_due": signed_decimal("what remains"),
+            "run_id": {"type": ["string", "null"]}, "created_at": {"type": "string", "format": "date-time"},
+            "issued_at": {"type": ["string", "null"], "format": "date-time"}, "paid_at": {"type": ["string", "null"], "format": "date-time"},
+            "voided_at": {"type": ["string", "null"], "format": "date-time"}}},
+        "InvoicePage": page_of("Invoice"),
     })
 }

@@ -9,6 +9,7 @@ use billing_core::PriceBook;
 use tokio::net::TcpListener;
 
 use crate::http::{self, hash_secret, hex, new_secret, AppState};
+use crate::invoicing::RunSettings;
 use crate::service::{Clock, Service, SystemClock};
 use crate::store::{self, Store};
 
@@ -25,6 +26,8 @@ pub struct Settings {
     pub max_body: usize,
     /// The admin token, when given (`TALLY_ADMIN_TOKEN`); otherwise one is generated on first start.
     pub admin_token: Option<String>,
+    /// The prefix of invoice numbers (`--invoice-prefix`).
+    pub invoice_prefix: String,
 }
 
 impl Default for Settings {
@@ -35,6 +38,7 @@ impl Default for Settings {
             price_book: None,
             max_body: 5 * 1024 * 1024,
             admin_token: None,
+            invoice_prefix: crate::invoicing::DEFAULT_PREFIX.into(),
         }
     }
 }
@@ -136,7 +140,12 @@ pub async fn state(
     let (admin_hash, generated) = admin_token(store.as_ref(), settings.admin_token.as_deref()).await?;
     let service =
         Service::start(store, clock, &first).await.map_err(|e| StartError::Service(format!("{e:?}")))?;
-    Ok((AppState { service: Arc::new(service), admin_hash, max_body: settings.max_body }, generated))
+    let run_settings =
+        RunSettings { workers: 2, prefix: settings.invoice_prefix.clone(), ..RunSettings::default() };
+    Ok((
+        AppState { service: Arc::new(service), admin_hash, max_body: settings.max_body, run_settings },
+        generated,
+    ))
 }
 
 const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";

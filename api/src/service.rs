@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::store::{
-    AddonSince, AlertRow, CustomerRow, LimitRow, NewEvent, NewReport, Store, StoreError, StoredBook,
+    AddonSince, AlertRow, CustomerRow, EventOutcome, LimitRow, NewEvent, NewReport, Store, StoreError,
+    StoredBook,
 };
 
 /// Where "now" comes from: the system clock in production, a pinned instant in tests.
@@ -53,6 +54,10 @@ pub enum Failure {
     Conflict(String),
     /// A number too large to compute exactly.
     Overflow(billing_core::Error),
+    /// The period is already invoiced.
+    Closed(String),
+    /// The resource's state does not allow that.
+    InvalidState(String),
     /// Storage failed.
     Store(StoreError),
 }
@@ -78,7 +83,8 @@ impl From<billing_core::Error> for Failure {
 /// The result of a use-case.
 pub type Outcome<T> = Result<T, Failure>;
 
-fn invalid(path: &str, message: impl Into<String>) -> Failure {
+/// A validation failure of one field.
+pub fn invalid(path: &str, message: impl Into<String>) -> Failure {
     Failure::Invalid(vec![billing_core::Issue::new(path, message)])
 }
 
@@ -140,6 +146,8 @@ pub struct Ingested {
     pub accepted: usize,
     /// Already stored.
     pub duplicates: usize,
+    /// Indexes (in the request) of the entries refused because their period is invoiced.
+    pub closed: Vec<usize>,
 }
 
 /// A capped product, when its cap was reached, and when the projection reaches it.
@@ -184,6 +192,7 @@ impl Service {
             fallback: Arc::new(first.clone()),
         };
         service.reload_books().await?;
+        service.backfill_open_periods().await?;
         Ok(service)
     }
 
@@ -284,6 +293,8 @@ impl Service {
             addons: self.check_addons(addons, &[], now)?,
             created_at: micros(now),
             updated_at: micros(now),
+            open_from: micros(anchor),
+            open_until: Some(micros(Self::period_of_anchor(anchor)?.end())),
         };
         if !self.store.insert_customer(&row, key_hash).await? {
             return Err(Failure::Conflict(format!("customer `{id}` already exists")));
@@ -359,6 +370,14 @@ impl Service {
         Ok(row)
     }
 
+    /// A customer's first billing period.
+    ///
+    /// # Errors
+    /// `Invalid` when the anchor is out of range.
+    pub fn period_of_anchor(anchor: DateTime<Utc>) -> Outcome<BillingPeriod> {
+        BillingPeriod::monthly(anchor, anchor).map_err(|m| invalid("billing_anchor", m))
+    }
+
     /// The billing period of a customer containing `at`.
     ///
     /// # Errors
@@ -392,11 +411,25 @@ impl Service {
         } else {
             self.store.insert_events(&events, micros(now)).await?
         };
+        let mut closed: Vec<usize> = batch
+            .events
+            .iter()
+            .zip(&stored)
+            .filter(|(_, s)| **s == EventOutcome::Closed)
+            .map(|((index, _), _)| *index)
+            .collect();
+        let mut reported = 0;
         if !batch.reports.is_empty() {
             let reports: Vec<NewReport> = batch.reports.iter().map(|(_, r)| r.clone()).collect();
-            self.store.insert_reports(&reports).await?;
+            for ((index, _), open) in batch.reports.iter().zip(self.store.insert_reports(&reports).await?) {
+                if open {
+                    reported += 1;
+                } else {
+                    closed.push(*index);
+                }
+            }
         }
-        let accepted = stored.iter().filter(|s| **s).count() + batch.reports.len();
+        let accepted = stored.iter().filter(|s| **s == EventOutcome::Stored).count() + reported;
         for (customer, periods) in touched {
             // Read once: whether there is anything to alert on, and the caps each period is priced with.
             let limits = self.store.limits(customer).await?;
@@ -408,7 +441,11 @@ impl Service {
                 self.record_alerts(&row, &limits, instant(period_start)?, now).await?;
             }
         }
-        Ok(Ingested { accepted, duplicates: stored.iter().filter(|s| !**s).count() })
+        Ok(Ingested {
+            accepted,
+            duplicates: stored.iter().filter(|s| **s == EventOutcome::Duplicate).count(),
+            closed,
+        })
     }
 
     /// Records every alert threshold a customer's caps have reached in the period starting at `start`, once.
@@ -436,7 +473,7 @@ impl Service {
     }
 
     /// The price book, request and bill of a customer's stored usage in `period`, under the customer's caps
-    /// (`limits`, as the caller read them).
+    /// (`limits`, as the caller read them) and commitment: the invoice the period would get if it ended now.
     async fn bill_for(
         &self,
         customer: &CustomerRow,
@@ -444,25 +481,51 @@ impl Service {
         period: BillingPeriod,
     ) -> Outcome<(Arc<PriceBook>, QuoteRequest, Bill<'static>)> {
         let book = self.book_at(period.start());
+        let totals = self.store.usage_totals(&customer.id, micros(period.start())).await?;
+        let commitments = self.store.commitments(&customer.id).await?;
+        let credits =
+            if commitments.is_empty() { Vec::new() } else { self.store.credit_entries(&customer.id).await? };
+        let due = crate::store::Due {
+            customer: customer.clone(),
+            totals,
+            limits: limits.to_vec(),
+            commitments,
+            credits,
+        };
+        let (request, _) = crate::invoicing::period_request(self, &book, &due, period)?;
+        let bill = compute(&book, &request)?.into_owned();
+        Ok((book, request, bill))
+    }
+
+    /// The request of a customer's usage (`totals`) in `period`: add-ons over the period, caps in force.
+    ///
+    /// # Errors
+    /// `Invalid` usage out of range.
+    pub fn usage_request(
+        &self,
+        book: &PriceBook,
+        customer: &CustomerRow,
+        totals: &[crate::store::MeterTotal],
+        limits: &[LimitRow],
+        period: BillingPeriod,
+    ) -> Outcome<QuoteRequest> {
         let mut usage = BTreeMap::new();
-        for total in self.store.usage_totals(&customer.id, micros(period.start())).await? {
+        for total in totals {
             if book.has_meter(&total.meter) {
                 let sum = total
                     .events_micros
                     .checked_add(total.reported_micros)
                     .ok_or_else(|| invalid("usage", "the period's usage is out of range"))?;
-                usage.insert(total.meter, from_micros(sum)?);
+                usage.insert(total.meter.clone(), from_micros(sum)?);
             }
         }
-        let request = QuoteRequest {
+        Ok(QuoteRequest {
             usage,
-            addons: self.addon_choices(customer, &book, period)?,
+            addons: self.addon_choices(customer, book, period)?,
             limits: caps_in_force(limits, period),
             period: Some(period),
             ..QuoteRequest::default()
-        };
-        let bill = compute(&book, &request)?.into_owned();
-        Ok((book, request, bill))
+        })
     }
 
     /// A customer's add-ons as a request for `period`: platform add-ons switched on during it are prorated.

@@ -73,6 +73,8 @@ fn customer(id: &str) -> CustomerRow {
         addons: vec![AddonSince { key: "boost".into(), since: 1_000 }],
         created_at: 5,
         updated_at: 5,
+        open_from: 0,
+        open_until: Some(2_000),
     }
 }
 
@@ -145,8 +147,9 @@ async fn events_count_once_however_they_arrive() {
             event("c", "e1", "m", 1_500_000, 10),
             event("c", "e2", "m", 2_000_000, 20),
         ];
-        assert_eq!(s.insert_events(&batch, 0).await.unwrap(), [true, false, true]);
-        assert_eq!(s.insert_events(&batch, 0).await.unwrap(), [false, false, false]);
+        use api::store::EventOutcome::{Duplicate, Stored};
+        assert_eq!(s.insert_events(&batch, 0).await.unwrap(), [Stored, Duplicate, Stored]);
+        assert_eq!(s.insert_events(&batch, 0).await.unwrap(), [Duplicate, Duplicate, Duplicate]);
         let totals = s.usage_totals("c", 0).await.unwrap();
         assert_eq!((totals.len(), totals[0].events_micros), (1, 3_500_000));
 
@@ -160,7 +163,13 @@ async fn events_count_once_however_they_arrive() {
                 tokio::spawn(async move {
                     let mut stored = 0;
                     for chunk in events.chunks(500) {
-                        stored += s.insert_events(chunk, 0).await.unwrap().iter().filter(|x| **x).count();
+                        stored += s
+                            .insert_events(chunk, 0)
+                            .await
+                            .unwrap()
+                            .iter()
+                            .filter(|x| **x == api::store::EventOutcome::Stored)
+                            .count();
                     }
                     stored
                 })
