@@ -123,7 +123,8 @@ pub fn period_request(
     if let Some(c) = commitment_for(commitments, period) {
         let credit = c.yearly_credit.parse::<Decimal>().map_err(|e| invalid("commitment", e.to_string()))?;
         request.commitment = Some(CommitmentChoice { yearly_credit: billing_core::wire::Num(credit) });
-        let balance = billing_core::exact::sum(available.iter().map(|(_, a)| *a), "credit balance")?;
+        // Normalized: the request is stored as JSON and must price the same when read back.
+        let balance = billing_core::exact::sum(available.iter().map(|(_, a)| *a), "credit balance")?.normalize();
         request.credit_balance = Some(billing_core::wire::Num(balance));
     }
     Ok((request, available))
