@@ -124,7 +124,8 @@ pub fn period_request(
         let credit = c.yearly_credit.parse::<Decimal>().map_err(|e| invalid("commitment", e.to_string()))?;
         request.commitment = Some(CommitmentChoice { yearly_credit: billing_core::wire::Num(credit) });
         // Normalized: the request is stored as JSON and must price the same when read back.
-        let balance = billing_core::exact::sum(available.iter().map(|(_, a)| *a), "credit balance")?.normalize();
+        let balance =
+            billing_core::exact::sum(available.iter().map(|(_, a)| *a), "credit balance")?.normalize();
         request.credit_balance = Some(billing_core::wire::Num(balance));
     }
     Ok((request, available))

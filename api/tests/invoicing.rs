@@ -30,7 +30,8 @@ async fn usage(app: &App, customer: &str, meter: &str, quantity: u64, at: &str, 
 
 /// Starts a run and waits for it to complete; the run's final JSON.
 async fn run(app: &App, as_of: &str, issue: bool) -> Value {
-    let (status, started) = app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": as_of, "issue": issue})).await;
+    let (status, started) =
+        app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": as_of, "issue": issue})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
     let id = started["id"].as_str().unwrap().to_owned();
     for _ in 0..500 {
@@ -56,13 +57,16 @@ async fn a_run_invoices_every_ended_period_once_at_the_price_of_a_quote() {
     app.customer("acme").await;
     app.customer("idle").await;
     // The cap first (set after the usage, it would be pinned at what the period already bills).
-    let (status, _) = app.call(Method::PUT, "/v1/customers/acme/limits", Some(ADMIN), Some(json!({"session_replay": "10"}))).await;
+    let (status, _) = app
+        .call(Method::PUT, "/v1/customers/acme/limits", Some(ADMIN), Some(json!({"session_replay": "10"})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     usage(&app, "acme", "events", 2_000_000, "2026-11-05T10:00:00Z", "e1").await;
     usage(&app, "acme", "recordings", 20_000, "2026-11-06T10:00:00Z", "r1").await;
 
     // Not before the period has ended, and never in the future.
-    let (status, body) = app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await;
+    let (status, body) =
+        app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await;
     assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
     app.set_now("2026-12-02T09:00:00Z");
 
@@ -81,7 +85,12 @@ async fn a_run_invoices_every_ended_period_once_at_the_price_of_a_quote() {
     assert_eq!(quote, acme["bill"]);
     assert_eq!(acme["total"], acme["bill"]["total"]);
     assert_eq!(acme["amount_due"], acme["bill"]["amount_due"]);
-    let replay = acme["bill"]["spend_limits"].as_array().unwrap().iter().find(|l| l["product"] == "session_replay").unwrap();
+    let replay = acme["bill"]["spend_limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["product"] == "session_replay")
+        .unwrap();
     assert_eq!(replay["reached"], true);
     let replay_net: Decimal = acme["bill"]["lines"]
         .as_array()
@@ -113,7 +122,10 @@ async fn a_run_invoices_every_ended_period_once_at_the_price_of_a_quote() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((body["accepted"].clone(), body["duplicates"].clone()), (json!(1), json!(1)));
-    assert_eq!(body["rejected"], json!([{"index": 0, "code": "period_closed", "message": "its billing period is already invoiced"}]));
+    assert_eq!(
+        body["rejected"],
+        json!([{"index": 0, "code": "period_closed", "message": "its billing period is already invoiced"}])
+    );
     let (_, body) = app
         .post(
             "/v1/usage",
@@ -164,7 +176,10 @@ async fn an_invoice_moves_draft_issued_paid_or_void_and_never_back() {
         assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "invalid_state"), "{action}");
     }
     let (status, voided) = step(b.clone(), "void").await;
-    assert_eq!((status, voided["status"].as_str(), voided["number"].as_str()), (StatusCode::OK, Some("void"), Some("INV-000001")));
+    assert_eq!(
+        (status, voided["status"].as_str(), voided["number"].as_str()),
+        (StatusCode::OK, Some("void"), Some("INV-000001"))
+    );
     let (status, _) = step(c.clone(), "void").await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = step(c.clone(), "issue").await;
@@ -176,7 +191,9 @@ async fn an_invoice_moves_draft_issued_paid_or_void_and_never_back() {
     }
     // No route changes an invoice otherwise.
     for method in [Method::PUT, Method::PATCH, Method::DELETE] {
-        let (status, _) = app.call(method.clone(), &format!("/v1/invoices/{a}"), Some(ADMIN), Some(json!({"total": "0"}))).await;
+        let (status, _) = app
+            .call(method.clone(), &format!("/v1/invoices/{a}"), Some(ADMIN), Some(json!({"total": "0"})))
+            .await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
     }
     let (status, body) = step("in_nope".into(), "issue").await;
@@ -227,10 +244,13 @@ async fn a_customer_key_sees_its_own_invoices_and_changes_none() {
     let (status, _) = app.get(&format!("/v1/invoices/{theirs}"), Some(&key_b)).await;
     assert_eq!(status, StatusCode::OK);
     for action in ["issue", "pay", "void"] {
-        let (status, _) = app.call(Method::POST, &format!("/v1/invoices/{theirs}/{action}"), Some(&key_b), None).await;
+        let (status, _) =
+            app.call(Method::POST, &format!("/v1/invoices/{theirs}/{action}"), Some(&key_b), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{action}");
     }
-    let run_id = app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await.1["id"].clone();
+    let run_id = app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await.1
+        ["id"]
+        .clone();
     let (status, _) = app.get(&format!("/v1/invoice-runs/{}", run_id.as_str().unwrap()), Some(&key_a)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = app.get("/v1/invoice-runs/run_nope", Some(ADMIN)).await;
@@ -239,9 +259,7 @@ async fn a_customer_key_sees_its_own_invoices_and_changes_none() {
     assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
     let (status, body) = app.post("/v1/invoice-runs", Some(ADMIN), json!({"when": "now"})).await;
     assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
-    let (status, _) = app
-        .raw(Method::POST, "/v1/invoice-runs", Some(ADMIN), Some("{".into()), &[])
-        .await;
+    let (status, _) = app.raw(Method::POST, "/v1/invoice-runs", Some(ADMIN), Some("{".into()), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -261,10 +279,12 @@ async fn a_commitment_pays_three_months_of_invoices_and_the_ledger_balances() {
         assert_eq!(got, status, "{body} → {answer}");
     }
     let other = app.customer("other").await;
-    let (status, _) = app.post("/v1/customers/acme/commitments", Some(&other), json!({"yearly_credit": "5000"})).await;
+    let (status, _) =
+        app.post("/v1/customers/acme/commitments", Some(&other), json!({"yearly_credit": "5000"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let (status, bought) = app.post("/v1/customers/acme/commitments", Some(&key), json!({"yearly_credit": "3333"})).await;
+    let (status, bought) =
+        app.post("/v1/customers/acme/commitments", Some(&key), json!({"yearly_credit": "3333"})).await;
     assert_eq!(status, StatusCode::CREATED, "{bought}");
     assert_eq!((bought["discount_rate"].as_str(), bought["price"].as_str()), (Some("0.10"), Some("2999.70")));
     assert_eq!(bought["start"], "2026-11-01T00:00:00Z");
@@ -306,7 +326,9 @@ async fn a_commitment_pays_three_months_of_invoices_and_the_ledger_balances() {
     let (status, ledger) = app.get("/v1/customers/acme/credits", Some(&key)).await;
     assert_eq!(status, StatusCode::OK, "{ledger}");
     let entries = ledger["entries"].as_array().unwrap();
-    let sum = |kind: &str| -> Decimal { entries.iter().filter(|e| e["kind"] == kind).map(|e| d(&e["amount"])).sum() };
+    let sum = |kind: &str| -> Decimal {
+        entries.iter().filter(|e| e["kind"] == kind).map(|e| d(&e["amount"])).sum()
+    };
     // Releases of Nov, Dec, Jan and Feb (on Feb 1) by Feb 2.
     assert_eq!(sum("release"), Decimal::new(27775, 2) * Decimal::from(4));
     assert_eq!(sum("consumption"), -consumed);
@@ -321,10 +343,17 @@ async fn a_commitment_pays_three_months_of_invoices_and_the_ledger_balances() {
     assert_eq!(d(&after["balance"]), d(&ledger["balance"]) - d(&ours[1]["credit_applied"]));
     // The ledger as it was before the run: two releases, nothing consumed.
     let (_, then) = app.get("/v1/customers/acme/credits?at=2026-12-15T00:00:00Z", Some(ADMIN)).await;
-    assert_eq!(d(&then["balance"]), Decimal::new(27775, 2) * Decimal::from(2) - d(&ours[0]["credit_applied"]).abs());
+    assert_eq!(
+        d(&then["balance"]),
+        Decimal::new(27775, 2) * Decimal::from(2) - d(&ours[0]["credit_applied"]).abs()
+    );
     // A commitment cannot start in an invoiced period.
     let (status, body) = app
-        .post("/v1/customers/acme/commitments", Some(ADMIN), json!({"yearly_credit": "5000", "start": "2026-12-01T00:00:00Z"}))
+        .post(
+            "/v1/customers/acme/commitments",
+            Some(ADMIN),
+            json!({"yearly_credit": "5000", "start": "2026-12-01T00:00:00Z"}),
+        )
         .await;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "period_closed"));
     // After the term, everything left has expired.
@@ -344,7 +373,9 @@ async fn an_invoice_reads_as_csv_and_as_printable_html() {
     assert_eq!(invoice["status"], "issued");
     assert_eq!(invoice["number"], "INV-000001");
     let id = invoice["id"].as_str().unwrap();
-    let (status, csv) = app.raw(Method::GET, &format!("/v1/invoices/{id}"), Some(ADMIN), None, &[("accept", "text/csv")]).await;
+    let (status, csv) = app
+        .raw(Method::GET, &format!("/v1/invoices/{id}"), Some(ADMIN), None, &[("accept", "text/csv")])
+        .await;
     assert_eq!(status, StatusCode::OK);
     let csv = csv.as_str().unwrap().to_owned();
     let rows: Vec<&str> = csv.lines().collect();
@@ -356,8 +387,13 @@ async fn an_invoice_reads_as_csv_and_as_printable_html() {
     let slices: usize = bill_lines.iter().map(|l| l["tiers"].as_array().map_or(0, Vec::len)).sum();
     assert_eq!(tier_rows, slices);
     assert!(slices >= 2, "2.5M events cross a tier boundary");
-    assert!(rows.iter().any(|r| r.ends_with(&format!("total,,,,,,,,,,,,,{}", invoice["total"].as_str().unwrap())) || r.contains(",total,")));
-    let (status, html) = app.raw(Method::GET, &format!("/v1/invoices/{id}"), Some(ADMIN), None, &[("accept", "text/html")]).await;
+    assert!(rows
+        .iter()
+        .any(|r| r.ends_with(&format!("total,,,,,,,,,,,,,{}", invoice["total"].as_str().unwrap()))
+            || r.contains(",total,")));
+    let (status, html) = app
+        .raw(Method::GET, &format!("/v1/invoices/{id}"), Some(ADMIN), None, &[("accept", "text/html")])
+        .await;
     assert_eq!(status, StatusCode::OK);
     let html = html.as_str().unwrap();
     assert!(html.starts_with("<!doctype html>"));

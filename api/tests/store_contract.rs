@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use api::store::{
-    self, AddonSince, AlertRow, CustomerRow, Idempotent, LimitRow, NewEvent, NewReport, Store, StoredBook,
+    self, AddonSince, AlertRow, BatchDone, CommitmentRow, CreditEntry, CustomerRow, Due, Idempotent,
+    InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport, PricedInvoice, RunRow, Store,
+    StoredBook, Transition,
 };
 use sqlx::Connection;
 
@@ -50,18 +52,38 @@ where
     F: Fn(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let (sqlite, _dir) = common::sqlite().await;
+    on_every_store_at(|s, _| check(s)).await;
+}
+
+/// Runs `check` on every backend, with the database's URL (to reach it below the store, as an attacker would).
+async fn on_every_store_at<F, Fut>(check: F)
+where
+    F: Fn(Arc<dyn Store>, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (sqlite, dir) = common::sqlite().await;
     assert_eq!(sqlite.backend(), "sqlite");
-    check(sqlite.clone()).await;
+    check(sqlite.clone(), format!("sqlite://{}/tally.db", dir.0.display())).await;
     sqlite.close().await;
     if let Ok(url) = std::env::var("TALLY_TEST_POSTGRES_URL") {
         let db = PgDb::create(&url).await;
         let pg = store::open(&db.url).await.unwrap();
         pg.migrate().await.unwrap();
         assert_eq!(pg.backend(), "postgres");
-        check(pg.clone()).await;
+        check(pg.clone(), db.url.clone()).await;
         pg.close().await;
         db.drop_now().await;
+    }
+}
+
+/// One statement straight to the database, under the store.
+async fn raw_sql(url: &str, sql: &str) -> Result<u64, sqlx::Error> {
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await?;
+        Ok(sqlx::query(sql).execute(&mut conn).await?.rows_affected())
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        Ok(sqlx::query(sql).execute(&mut conn).await?.rows_affected())
     }
 }
 
@@ -261,6 +283,231 @@ async fn idempotency_keys() {
             claimed += usize::from(t.await.unwrap() == Idempotent::Claimed);
         }
         assert_eq!(claimed, 1);
+    })
+    .await;
+}
+
+/// A stand-in for the service's pricing (the store does not price): an invoice whose total is the period's event
+/// micro-units, the next period 2,000 µs on.
+fn price(due: &Due, run: &RunRow, n: &AtomicU32) -> Result<PricedInvoice, String> {
+    let c = &due.customer;
+    if c.id.starts_with("bad") {
+        return Err("cannot be priced".into());
+    }
+    let total: i64 = due.totals.iter().map(|t| t.events_micros + t.reported_micros).sum();
+    let id = format!("in_{}_{}", c.id, c.open_from);
+    let consumption = due
+        .commitments
+        .first()
+        .map(|cm| CreditEntry {
+            commitment_id: cm.id.clone(),
+            invoice_id: id.clone(),
+            kind: "consumption".into(),
+            amount: "-1.50".into(),
+            at: c.open_from,
+        })
+        .into_iter()
+        .collect();
+    n.fetch_add(1, Ordering::Relaxed);
+    Ok(PricedInvoice {
+        invoice: InvoiceRow {
+            id,
+            customer_id: c.id.clone(),
+            period_start: c.open_from,
+            period_end: c.open_from + 2_000,
+            status: if run.issue { "issued".into() } else { "draft".into() },
+            number: None,
+            price_book_version: "v".into(),
+            currency: "USD".into(),
+            request: "{}".into(),
+            bill: "{}".into(),
+            total: total.to_string(),
+            credit_applied: "0".into(),
+            amount_due: total.to_string(),
+            run_id: Some(run.id.clone()),
+            created_at: 1,
+            issued_at: None,
+            paid_at: None,
+            voided_at: None,
+        },
+        consumption,
+        next: (c.open_from + 2_000, c.open_from + 4_000),
+    })
+}
+
+#[tokio::test]
+async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
+    on_every_store(|s| async move {
+        for id in ["a", "b", "bad"] {
+            s.insert_customer(&CustomerRow { open_from: 0, open_until: Some(2_000), ..customer(id) }, id)
+                .await
+                .unwrap();
+        }
+        use api::store::EventOutcome::{Closed, Duplicate, Stored};
+        assert_eq!(s.insert_events(&[event("a", "e1", "m", 7, 10)], 0).await.unwrap(), [Stored]);
+        let (run, created) = s.open_run("run_1", 5_000, false, 6, 0).await.unwrap();
+        assert!(created);
+        let (joined, created) = s.open_run("run_2", 5_000, false, 6, 0).await.unwrap();
+        assert_eq!((joined.id.as_str(), created), ("run_1", false), "one running run per as_of");
+        let n = AtomicU32::new(0);
+        let price = |due: &Due| price(due, &run, &n);
+        // Periods [0, 2000) and [2000, 4000) end by 5000; [4000, 6000) does not.
+        let first = s.invoice_batch(&run, 10, "INV-", 1, &price).await.unwrap();
+        assert_eq!(first, BatchDone { claimed: 3, invoiced: 2, failed: 1 });
+        let second = s.invoice_batch(&run, 10, "INV-", 1, &price).await.unwrap();
+        assert_eq!(
+            second,
+            BatchDone { claimed: 2, invoiced: 2, failed: 0 },
+            "a failed customer is not retried in its run"
+        );
+        assert_eq!(s.invoice_batch(&run, 10, "INV-", 1, &price).await.unwrap(), BatchDone::default());
+        assert_eq!(s.pending(5_000, &run.id).await.unwrap(), 0);
+        assert_eq!(s.pending(5_000, "another run").await.unwrap(), 1, "the failed customer is still due");
+        let stored = s.run(&run.id).await.unwrap().unwrap();
+        assert_eq!((stored.invoiced, stored.failures.len()), (4, 1));
+        assert_eq!(stored.failures[0].reason, "cannot be priced");
+        s.finish_run(&run.id, 9).await.unwrap();
+        assert_eq!(s.run(&run.id).await.unwrap().unwrap().status, "completed");
+        let a = s.customer("a").await.unwrap().unwrap();
+        assert_eq!((a.open_from, a.open_until), (4_000, Some(6_000)));
+        let first_invoice = s.invoice("in_a_0").await.unwrap().unwrap();
+        assert_eq!(first_invoice.total, "7");
+        // Usage for a closed period is refused, a retry of a counted event is a duplicate, an open period takes it.
+        let late = [
+            event("a", "late", "m", 1, 10),
+            event("a", "e1", "m", 7, 10),
+            NewEvent { period_start: 4_000, ..event("a", "new", "m", 1, 4_001) },
+        ];
+        assert_eq!(s.insert_events(&late, 0).await.unwrap(), [Closed, Duplicate, Stored]);
+        let r =
+            |p| NewReport { customer_id: "a".into(), meter: "m".into(), value_micros: 5, period_start: p };
+        assert_eq!(s.insert_reports(&[r(2_000), r(4_000)]).await.unwrap(), [false, true]);
+        assert_eq!(
+            s.usage_totals("a", 0).await.unwrap()[0].events_micros,
+            7,
+            "the closed period is unchanged"
+        );
+        s.set_open_until("a", 1).await.unwrap(); // no effect: a's open period has its end
+        assert_eq!(s.customer("a").await.unwrap().unwrap().open_until, Some(6_000));
+        let filter = InvoiceFilter { customer_id: Some("a".into()), ..InvoiceFilter::default() };
+        assert_eq!(s.invoices(&filter, None, 10).await.unwrap().len(), 2);
+        let filter = InvoiceFilter {
+            period_start: Some(2_000),
+            status: Some("draft".into()),
+            ..InvoiceFilter::default()
+        };
+        assert_eq!(s.invoices(&filter, None, 10).await.unwrap().len(), 2);
+        assert_eq!(s.invoices(&InvoiceFilter::default(), Some("in_a_2000"), 10).await.unwrap().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_workers_invoice_every_customer_once() {
+    on_every_store(|s| async move {
+        for i in 0..120 {
+            s.insert_customer(
+                &CustomerRow { open_from: 0, open_until: Some(2_000), ..customer(&format!("c{i:03}")) },
+                &format!("k{i}"),
+            )
+            .await
+            .unwrap();
+        }
+        let (run, _) = s.open_run("run_c", 4_000, true, 240, 0).await.unwrap();
+        let n = Arc::new(AtomicU32::new(0));
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (s, run, n) = (s.clone(), run.clone(), n.clone());
+                tokio::spawn(async move {
+                    let mut invoiced = 0;
+                    loop {
+                        let price = |due: &Due| price(due, &run, &n);
+                        match s.invoice_batch(&run, 7, "T-", 1, &price).await {
+                            Ok(done) if done.claimed == 0 => {
+                                if s.pending(run.as_of, &run.id).await.unwrap() == 0 {
+                                    return invoiced;
+                                }
+                                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                            }
+                            Ok(done) => invoiced += done.invoiced,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut invoiced = 0;
+        for w in workers {
+            invoiced += w.await.unwrap();
+        }
+        assert_eq!(invoiced, 240);
+        assert_eq!(s.run(&run.id).await.unwrap().unwrap().invoiced, 240);
+        // Issued at once: numbers T-000001 … T-000240, each once, no gap.
+        let mut numbers = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s.invoices(&InvoiceFilter::default(), after.as_deref(), 100).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            numbers.extend(page.into_iter().map(|i| i.number.unwrap()));
+        }
+        numbers.sort();
+        let expected: Vec<String> = (1..=240).map(|i| format!("T-{i:06}")).collect();
+        assert_eq!(numbers, expected);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_issued_invoice_cannot_change_even_below_the_store() {
+    on_every_store_at(|s, url| async move {
+        s.insert_customer(&CustomerRow { open_from: 0, open_until: Some(2_000), ..customer("a") }, "k").await.unwrap();
+        let terms = r#"{"yearly_credit":"3333"}"#;
+        let cm = CommitmentRow {
+            id: "cm_1".into(),
+            customer_id: "a".into(),
+            yearly_credit: "3333".into(),
+            terms: terms.into(),
+            starts_at: 0,
+            expires_at: 100_000,
+            created_at: 0,
+        };
+        s.insert_commitment(&cm).await.unwrap();
+        assert_eq!(s.commitments("a").await.unwrap(), [cm.clone()]);
+        let (run, _) = s.open_run("run_t", 2_000, false, 1, 0).await.unwrap();
+        let n = AtomicU32::new(0);
+        s.invoice_batch(&run, 10, "INV-", 1, &|due: &Due| price(due, &run, &n)).await.unwrap();
+        assert_eq!(s.credit_entries("a").await.unwrap().len(), 1);
+        let id = "in_a_0";
+        // The unique key refuses a second invoice of the period, even written straight to the database.
+        let second = "INSERT INTO invoices (id, customer_id, period_start, period_end, status, price_book_version, currency, \
+                      request, bill, total, credit_applied, amount_due, created_at) \
+                      VALUES ('in_x', 'a', 0, 2000, 'draft', 'v', 'USD', '{}', '{}', '0', '0', '0', 1)";
+        assert!(raw_sql(&url, second).await.is_err());
+        // A draft can still be corrected below the store; once issued it cannot.
+        assert_eq!(raw_sql(&url, "UPDATE invoices SET total = '0' WHERE id = 'in_a_0'").await.unwrap(), 1);
+        let Transition::Done(issued) = s.transition_invoice(id, InvoiceAction::Issue, "INV-", 5).await.unwrap() else { panic!() };
+        assert_eq!(issued.number.as_deref(), Some("INV-000001"));
+        for sql in [
+            "UPDATE invoices SET total = '1000' WHERE id = 'in_a_0'",
+            "UPDATE invoices SET bill = '{}x' WHERE id = 'in_a_0'",
+            "UPDATE invoices SET number = 'INV-999999' WHERE id = 'in_a_0'",
+            "UPDATE invoices SET status = 'draft' WHERE id = 'in_a_0'",
+            "UPDATE invoices SET status = 'paid' WHERE id = 'in_a_0'", // paid without a paid_at
+            "DELETE FROM invoices WHERE id = 'in_a_0'",
+        ] {
+            assert!(raw_sql(&url, sql).await.is_err(), "{sql} must be refused");
+        }
+        assert_eq!(s.invoice(id).await.unwrap().unwrap(), *issued);
+        assert_eq!(s.transition_invoice(id, InvoiceAction::Issue, "INV-", 6).await.unwrap(), Transition::InvalidState("issued".into()));
+        let Transition::Done(voided) = s.transition_invoice(id, InvoiceAction::Void, "INV-", 7).await.unwrap() else { panic!() };
+        assert_eq!((voided.status.as_str(), voided.voided_at), ("void", Some(7)));
+        // Voiding returned the consumed credit.
+        let entries = s.credit_entries("a").await.unwrap();
+        assert_eq!(entries.iter().map(|e| (e.kind.as_str(), e.amount.as_str())).collect::<Vec<_>>(), [("consumption", "-1.50"), ("void_return", "1.50")]);
+        assert!(raw_sql(&url, "UPDATE invoices SET status = 'issued', voided_at = NULL WHERE id = 'in_a_0'").await.is_err());
+        assert_eq!(s.transition_invoice(id, InvoiceAction::Pay, "INV-", 8).await.unwrap(), Transition::InvalidState("void".into()));
+        assert_eq!(s.transition_invoice("nope", InvoiceAction::Pay, "INV-", 8).await.unwrap(), Transition::NotFound);
     })
     .await;
 }
