@@ -1385,19 +1385,28 @@ macro_rules! sql_store {
                         .iter()
                         .map(|d| (d.customer.id.clone(), d.customer.open_from))
                         .collect();
-                    let pairs: Vec<String> = (0..chunk.len()).map(|i| $params(i * 2, 2)).collect();
+                    // By customer (the primary key's prefix) and the few period starts of the batch; the exact
+                    // (customer, period) pairs are picked below. (A row-value `IN (VALUES …)` scans the table.)
+                    let mut starts: Vec<i64> = chunk.iter().map(|(_, s)| *s).collect();
+                    starts.sort_unstable();
+                    starts.dedup();
                     let sql = format!(
-                        "SELECT customer_id, meter, events_micros, reported_micros FROM usage_totals
-                         WHERE (customer_id, period_start) IN (VALUES {}) ORDER BY customer_id, meter",
-                        pairs.join(",")
+                        "SELECT customer_id, period_start, meter, events_micros, reported_micros FROM usage_totals
+                         WHERE customer_id IN {} AND period_start IN {} ORDER BY customer_id, meter",
+                        $params(0, chunk.len()),
+                        $params(chunk.len(), starts.len())
                     );
                     let mut query = sqlx::query(&sql);
-                    for (id, start) in &chunk {
-                        query = query.bind(id).bind(*start);
+                    for (id, _) in &chunk {
+                        query = query.bind(id.as_str());
+                    }
+                    for start in &starts {
+                        query = query.bind(*start);
                     }
                     for r in query.fetch_all(&mut *tx).await? {
                         let customer: String = r.get("customer_id");
-                        if let Some(i) = at.get(&customer) {
+                        let start: i64 = r.get("period_start");
+                        if let Some(i) = at.get(&customer).filter(|i| due[**i].customer.open_from == start) {
                             due[*i].totals.push(MeterTotal {
                                 meter: r.get("meter"),
                                 events_micros: r.get("events_micros"),
@@ -1521,13 +1530,21 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    // The period closes with its invoice: the customer's open period moves on, in this transaction.
-                    sqlx::query("UPDATE customers SET open_from = $1, open_until = $2 WHERE id = $3")
-                        .bind(p.next.0)
-                        .bind(p.next.1)
-                        .bind(&p.invoice.customer_id)
-                        .execute(&mut *tx)
-                        .await?;
+                }
+                // The periods close with their invoices: each customer's open period moves on, in this transaction,
+                // one statement per chunk (a statement is a round trip to the database's thread or server).
+                for chunk in priced.chunks(IN_LIST) {
+                    let rows: Vec<String> = (0..chunk.len()).map(|i| $params(i * 3, 3)).collect();
+                    let sql = format!(
+                        "UPDATE customers SET open_from = v.column2, open_until = v.column3
+                         FROM (VALUES {}) AS v WHERE customers.id = v.column1",
+                        rows.join(",")
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for p in chunk {
+                        query = query.bind(&p.invoice.customer_id).bind(p.next.0).bind(p.next.1);
+                    }
+                    query.execute(&mut *tx).await?;
                 }
                 for (customer, period_start, reason) in &failures {
                     sqlx::query(

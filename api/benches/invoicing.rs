@@ -1,0 +1,257 @@
+//! Benchmark of invoice runs: 100,000 customers × 5 metered products, invoiced by the same code `tally invoice run`
+//! runs, beside the raw bulk-insert rate of the same invoice rows into the same database, measured in the same run
+//! (the physical floor), and the pricing alone (no database). Prints numbers; asserts none (targets live in the
+//! issue and BENCHMARKS.md).
+//!
+//! `cargo bench -p api --bench invoicing` (PostgreSQL too when `TALLY_BENCH_POSTGRES_URL` or
+//! `TALLY_TEST_POSTGRES_URL` names a database to create bench databases from). `TALLY_BENCH_CUSTOMERS` changes the
+//! number of customers.
+
+use std::process::Command;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use api::invoicing::RunSettings;
+use api::service::{FixedClock, Service};
+use api::store::{self, AddonSince, CustomerRow, Due, InvoiceFilter, InvoiceRow, NewEvent, Store};
+use billing_core::PriceBook;
+use chrono::{DateTime, Utc};
+use sqlx::Connection;
+
+const METERS: [&str; 5] =
+    ["events", "recordings", "feature_flag_requests", "cdp_trigger_events", "survey_responses"];
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().expect("instant")
+}
+
+fn per_second(n: usize, elapsed: Duration) -> u64 {
+    let micros = elapsed.as_micros().max(1);
+    u64::try_from(n as u128 * 1_000_000 / micros).unwrap_or(u64::MAX)
+}
+
+/// 100,000 customers anchored on November 1st with usage on 5 meters in November, written through the store.
+async fn populate(store: &Arc<dyn Store>, customers: usize) {
+    let anchor = at("2026-11-01T00:00:00Z").timestamp_micros();
+    let until = at("2026-12-01T00:00:00Z").timestamp_micros();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in (t..customers).step_by(8) {
+                    let row = CustomerRow {
+                        id: format!("c{i:06}"),
+                        name: format!("Customer {i}"),
+                        billing_anchor: anchor,
+                        addons: if i % 4 == 0 {
+                            vec![AddonSince { key: "boost".into(), since: anchor }]
+                        } else {
+                            vec![]
+                        },
+                        created_at: anchor,
+                        updated_at: anchor,
+                        open_from: anchor,
+                        open_until: Some(until),
+                    };
+                    store.insert_customer(&row, &format!("hash{i}")).await.expect("customer");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let events: Vec<NewEvent> = (0..customers)
+        .flat_map(|i| {
+            METERS.iter().enumerate().map(move |(m, meter)| NewEvent {
+                customer_id: format!("c{i:06}"),
+                event_id: format!("e{m}"),
+                meter: (*meter).to_owned(),
+                quantity_micros: i64::try_from((i * 7919 + m * 104_729) % 3_000_000 + 1).unwrap_or(1)
+                    * 1_000_000,
+                occurred_at: anchor + 3_600_000_000,
+                period_start: anchor,
+            })
+        })
+        .collect();
+    for chunk in events.chunks(5_000) {
+        store.insert_events(chunk, anchor).await.expect("events");
+    }
+}
+
+/// Raw bulk insert of `rows` into a copy of the invoices table: multi-row INSERTs of 200 rows, 500 rows per
+/// transaction, as the run writes them, with no reads and no pricing.
+async fn raw_insert(database: &str, rows: &[InvoiceRow]) -> Duration {
+    const COLUMNS: &str =
+        "id, customer_id, period_start, period_end, status, number, price_book_version, currency, \
+        request, bill, total, credit_applied, amount_due, run_id, created_at, issued_at, paid_at, voided_at";
+    macro_rules! go {
+        ($conn:expr, $create:expr, $params:expr) => {{
+            let mut conn = $conn;
+            sqlx::query($create).execute(&mut conn).await.expect("create");
+            let started = Instant::now();
+            for tx_rows in rows.chunks(500) {
+                let mut tx = conn.begin().await.expect("begin");
+                for chunk in tx_rows.chunks(200) {
+                    let values: Vec<String> = (0..chunk.len()).map(|i| $params(i * 18)).collect();
+                    let sql = format!("INSERT INTO raw_invoices ({COLUMNS}) VALUES {}", values.join(","));
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        q = q
+                            .bind(&r.id)
+                            .bind(&r.customer_id)
+                            .bind(r.period_start)
+                            .bind(r.period_end)
+                            .bind(&r.status)
+                            .bind(&r.number)
+                            .bind(&r.price_book_version)
+                            .bind(&r.currency)
+                            .bind(&r.request)
+                            .bind(&r.bill)
+                            .bind(&r.total)
+                            .bind(&r.credit_applied)
+                            .bind(&r.amount_due)
+                            .bind(&r.run_id)
+                            .bind(r.created_at)
+                            .bind(r.issued_at)
+                            .bind(r.paid_at)
+                            .bind(r.voided_at);
+                    }
+                    q.execute(&mut *tx).await.expect("insert");
+                }
+                tx.commit().await.expect("commit");
+            }
+            started.elapsed()
+        }};
+    }
+    if database.starts_with("sqlite") {
+        let conn = sqlx::SqliteConnection::connect(database).await.expect("connect");
+        let mut conn = conn;
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut conn).await.expect("wal");
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut conn).await.expect("sync");
+        go!(conn, "CREATE TABLE raw_invoices AS SELECT * FROM invoices WHERE 0", |_| format!(
+            "({})",
+            vec!["?"; 18].join(", ")
+        ))
+    } else {
+        let conn = sqlx::PgConnection::connect(database).await.expect("connect");
+        go!(conn, "CREATE TABLE raw_invoices (LIKE invoices INCLUDING ALL)", |p: usize| {
+            format!("({})", (p + 1..=p + 18).map(|n| format!("${n}")).collect::<Vec<_>>().join(", "))
+        })
+    }
+}
+
+async fn bench(database: &str, label: &str, customers: usize, workers: usize) {
+    let store = store::open(database).await.expect("open");
+    store.migrate().await.expect("migrate");
+    let clock = Arc::new(FixedClock(RwLock::new(at("2026-12-02T00:00:00Z"))));
+    let book = PriceBook::default_book().expect("book");
+    let service = Arc::new(Service::start(store.clone(), clock, &book).await.expect("service"));
+    let started = Instant::now();
+    populate(&store, customers).await;
+    let populated = started.elapsed();
+
+    // The run, as `tally invoice run` does it.
+    let started = Instant::now();
+    let (run, _) = service.open_run(at("2026-12-01T00:00:00Z"), false).await.expect("run");
+    let counted = started.elapsed();
+    let settings = RunSettings { workers, ..RunSettings::default() };
+    let run = service.work_run(&run, &settings, Arc::new(|_| {})).await.expect("work");
+    let elapsed = started.elapsed();
+    assert_eq!(usize::try_from(run.invoiced).unwrap_or(0), customers, "every customer invoiced");
+
+    // The same rows, read back, bulk-inserted raw.
+    let mut rows = Vec::with_capacity(customers);
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.invoices(&InvoiceFilter::default(), after.as_deref(), 5_000).await.expect("read");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        rows.extend(page);
+    }
+    let raw = raw_insert(database.split('?').next().unwrap_or(database), &rows).await;
+
+    // Pricing alone: the same customers' periods, in memory.
+    let dues: Vec<Due> = rows
+        .iter()
+        .take(20_000)
+        .map(|r| {
+            let request: serde_json::Value = serde_json::from_str(&r.request).expect("request");
+            let totals = METERS
+                .iter()
+                .filter_map(|m| {
+                    let q = request["usage"][m].as_str()?;
+                    let micros =
+                        q.parse::<rust_decimal::Decimal>().ok()? * rust_decimal::Decimal::from(1_000_000);
+                    Some(store::MeterTotal {
+                        meter: (*m).to_owned(),
+                        events_micros: i64::try_from(micros.trunc().mantissa()).ok()?,
+                        reported_micros: 0,
+                    })
+                })
+                .collect();
+            let anchor = r.period_start;
+            Due {
+                customer: CustomerRow {
+                    id: r.customer_id.clone(),
+                    name: String::new(),
+                    billing_anchor: anchor,
+                    addons: vec![],
+                    created_at: anchor,
+                    updated_at: anchor,
+                    open_from: anchor,
+                    open_until: Some(r.period_end),
+                },
+                totals,
+                limits: vec![],
+                commitments: vec![],
+                credits: vec![],
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    for due in &dues {
+        service.price_due(due, &run, 0).expect("priced");
+    }
+    let pricing = started.elapsed();
+
+    let rate = per_second(customers, elapsed);
+    let raw_rate = per_second(rows.len(), raw);
+    println!("{label}: {customers} customers × {} meters (populated in {populated:.1?})", METERS.len());
+    println!(
+        "  invoice run ({workers} worker{}): {elapsed:.2?} = {rate} invoices/s (counting eligible periods: {counted:.2?})",
+        if workers == 1 { "" } else { "s" }
+    );
+    println!("  raw bulk insert of the same {} rows: {raw:.2?} = {raw_rate} rows/s", rows.len());
+    println!("  run / raw: {}%", u128::from(rate) * 100 / u128::from(raw_rate.max(1)));
+    println!(
+        "  pricing alone (price_due, {} periods, no database): {} periods/s, {:.1?} per period",
+        dues.len(),
+        per_second(dues.len(), pricing),
+        pricing / u32::try_from(dues.len().max(1)).unwrap_or(1)
+    );
+    store.close().await;
+}
+
+fn main() {
+    let customers: usize =
+        std::env::var("TALLY_BENCH_CUSTOMERS").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let dir = std::env::temp_dir().join(format!("tally-bench-inv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sqlite = format!("sqlite://{}/invoices.db?mode=rwc", dir.display());
+    rt.block_on(bench(&sqlite, "SQLite", customers, 1));
+    if let Ok(admin) =
+        std::env::var("TALLY_BENCH_POSTGRES_URL").or_else(|_| std::env::var("TALLY_TEST_POSTGRES_URL"))
+    {
+        let name = format!("tally_bench_inv_{}", std::process::id());
+        let _ =
+            Command::new("psql").args([admin.as_str(), "-qAtc", &format!("CREATE DATABASE {name}")]).status();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+        rt.block_on(bench(&format!("{base}/{name}"), "PostgreSQL", customers, 4));
+        let _ = Command::new("psql")
+            .args([admin.as_str(), "-qAtc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
