@@ -44,7 +44,7 @@ async fn populate(store: &Arc<dyn Store>, customers: usize) {
                         name: format!("Customer {i}"),
                         billing_anchor: anchor,
                         addons: if i % 4 == 0 {
-                            vec![AddonSince { key: "boost".into(), since: anchor }]
+                            vec![AddonSince { key: "boost".into(), since: anchor, until: None }]
                         } else {
                             vec![]
                         },

@@ -514,7 +514,7 @@ fn customer_json(c: &CustomerRow) -> ApiResult<Value> {
         "id": c.id,
         "name": c.name,
         "billing_anchor": rfc3339(c.billing_anchor)?,
-        "addons": c.addons.iter().map(|a| a.key.clone()).collect::<Vec<_>>(),
+        "addons": c.addons.iter().filter(|a| a.until.is_none()).map(|a| a.key.clone()).collect::<Vec<_>>(),
         "created_at": rfc3339(c.created_at)?,
         "updated_at": rfc3339(c.updated_at)?,
     }))
@@ -574,7 +574,7 @@ async fn create_customer(
     // A replayed creation (same id, same fields) answers the customer again, without its key (shown once).
     if let Some(existing) = state.service.store().customer(&new.id).await? {
         let same = existing.name == new.name
-            && existing.addons.iter().map(|a| &a.key).eq(new.addons.iter())
+            && existing.addons.iter().filter(|a| a.until.is_none()).map(|a| &a.key).eq(new.addons.iter())
             && anchor.is_none_or(|a| service::micros(a) == existing.billing_anchor);
         if same {
             return Ok((

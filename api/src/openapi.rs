@@ -445,7 +445,7 @@ fn schemas() -> Value {
             "price_book": {"$ref": "#/components/schemas/PriceBook"}, "in_force_at": {"type": ["string", "null"], "format": "date-time"}}},
         "QuoteRequest": {"type": "object", "required": ["usage"], "additionalProperties": false, "properties": {
             "usage": {"type": "object", "additionalProperties": quantity},
-            "addons": {"type": "array", "items": {"oneOf": [key.clone(), {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {"key": key.clone(), "from": {"type": "string", "format": "date-time"}}}]}},
+            "addons": {"type": "array", "items": {"oneOf": [key.clone(), {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {"key": key.clone(), "from": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"}}}]}},
             "limits": {"type": "object", "additionalProperties": amount_in.clone()},
             "commitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {"yearly_credit": amount_in.clone()}},
             "credit_balance": amount_in.clone(),

@@ -290,7 +290,7 @@ impl Service {
             id: id.to_owned(),
             name: name.to_owned(),
             billing_anchor: micros(anchor),
-            addons: self.check_addons(addons, &[], now)?,
+            addons: self.check_addons(addons, &[], micros(anchor), now)?,
             created_at: micros(now),
             updated_at: micros(now),
             open_from: micros(anchor),
@@ -302,11 +302,14 @@ impl Service {
         Ok(row)
     }
 
-    /// The add-on choices `keys` against the book in force, keeping the `since` of those already chosen.
+    /// The add-on choices `keys` against the book in force, keeping the `since` of those already chosen. An add-on
+    /// switched off keeps its entry, with `until` = now, while a period it was on in is not invoiced yet
+    /// (`open_from`): that period bills it up to then. Switched on again in the same period, it resumes its entry.
     fn check_addons(
         &self,
         keys: &[String],
         before: &[AddonSince],
+        open_from: i64,
         now: DateTime<Utc>,
     ) -> Outcome<Vec<AddonSince>> {
         let book = self.book_at(now);
@@ -322,14 +325,25 @@ impl Service {
                         billing_core::error::echo(key)
                     ),
                 ));
-            } else if out.iter().any(|a| a.key == *key) {
+            } else if out.iter().any(|a| a.key == *key && a.until.is_none()) {
                 issues.push(billing_core::Issue::new(
                     format!("addons[{i}]"),
                     format!("`{key}` is chosen twice"),
                 ));
             } else {
-                let since = before.iter().find(|a| a.key == *key).map_or(micros(now), |a| a.since);
-                out.push(AddonSince { key: key.clone(), since });
+                // Still on, or switched off in a period not invoiced yet (resumed: the gap is billed too, as one
+                // add-on on for the whole span): its entry goes on.
+                let resumed = before.iter().find(|a| a.key == *key && a.until.is_none_or(|u| u > open_from));
+                let since = resumed.map_or(micros(now), |a| a.since);
+                out.push(AddonSince { key: key.clone(), since, until: None });
+            }
+        }
+        // Switched off now: kept, ended now, while a period it was on in is still to be invoiced.
+        for a in before {
+            let still_on = out.iter().any(|o| o.key == a.key);
+            let ended = a.until.unwrap_or(micros(now));
+            if !still_on && ended > open_from && a.since < ended {
+                out.push(AddonSince { key: a.key.clone(), since: a.since, until: Some(ended) });
             }
         }
         if issues.is_empty() {
@@ -363,7 +377,7 @@ impl Service {
             row.name = name;
         }
         if let Some(addons) = addons {
-            row.addons = self.check_addons(&addons, &row.addons, now)?;
+            row.addons = self.check_addons(&addons, &row.addons, row.open_from, now)?;
         }
         row.updated_at = micros(now);
         self.store.update_customer(&row).await?;
@@ -528,27 +542,38 @@ impl Service {
         })
     }
 
-    /// A customer's add-ons as a request for `period`: platform add-ons switched on during it are prorated.
+    /// A customer's add-ons as a request for `period`: platform add-ons switched on or off during it are prorated
+    /// to the part of the period they were on.
     fn addon_choices(
         &self,
         customer: &CustomerRow,
         book: &PriceBook,
         period: BillingPeriod,
     ) -> Outcome<Vec<AddonChoice>> {
-        let mut choices = Vec::new();
+        let mut choices: Vec<AddonChoice> = Vec::new();
         for a in &customer.addons {
             let since = instant(a.since)?;
-            if since >= period.end() {
+            let until = a.until.map(instant).transpose()?;
+            if since >= period.end() || until.is_some_and(|u| u <= period.start() || u <= since) {
                 continue;
             }
-            let mid_period = since > period.start() && book.platform_addon(&a.key).is_some();
-            choices.push(if mid_period {
-                AddonChoice::From { key: a.key.clone(), from: since }
-            } else if book.addon(&a.key).is_some() || book.platform_addon(&a.key).is_some() {
+            if choices.iter().any(|c| c.key() == a.key) {
+                continue;
+            }
+            let choice = if book.platform_addon(&a.key).is_some() {
+                let from = (since > period.start()).then_some(since);
+                let until = until.filter(|u| *u < period.end());
+                if from.is_none() && until.is_none() {
+                    AddonChoice::Key(a.key.clone())
+                } else {
+                    AddonChoice::Part { key: a.key.clone(), from, until }
+                }
+            } else if book.addon(&a.key).is_some() {
                 AddonChoice::Key(a.key.clone())
             } else {
                 continue;
-            });
+            };
+            choices.push(choice);
         }
         Ok(choices)
     }

@@ -55,6 +55,9 @@ pub struct AddonSince {
     pub key: String,
     /// When it was switched on (micros).
     pub since: i64,
+    /// When it was switched off (micros): kept while a period it was on in is not invoiced yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
 }
 
 /// A stored customer.

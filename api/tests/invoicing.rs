@@ -400,3 +400,38 @@ async fn an_invoice_reads_as_csv_and_as_printable_html() {
     assert!(html.contains("INV-000001"));
     assert!(html.contains(invoice["amount_due"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn a_platform_add_on_switched_off_mid_period_is_billed_up_to_then() {
+    let app = App::new().await; // 2026-11-20 12:00
+    let (status, body) = app
+        .post("/v1/customers", Some(ADMIN), json!({"id": "acme", "name": "Acme", "billing_anchor": "2026-11-01T00:00:00Z", "addons": ["boost"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.set_now("2026-11-25T12:00:00Z");
+    let (status, changed) =
+        app.call(Method::PATCH, "/v1/customers/acme", Some(ADMIN), Some(json!({"addons": []}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(changed["addons"], json!([]));
+    // On from the 20th 12:00 to the 25th 12:00: 5 of November's 30 days of $250 = 41.67.
+    let (_, view) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
+    assert_eq!(view["bill"]["total"], "41.67", "{}", view["bill"]);
+    app.set_now("2026-12-02T00:00:00Z");
+    run(&app, "2026-12-01T00:00:00Z", false).await;
+    let invoice = &invoices(&app, "", ADMIN).await[0];
+    assert_eq!(invoice["total"], "41.67");
+    assert_eq!(
+        invoice["request"]["addons"],
+        json!([{"key": "boost", "from": "2026-11-20T12:00:00Z", "until": "2026-11-25T12:00:00Z"}])
+    );
+    let (_, quote) = app.post("/v1/quotes", None, invoice["request"].clone()).await;
+    assert_eq!(quote, invoice["bill"]);
+    // December: off all month, nothing billed; switched on again on the 10th, prorated from then.
+    app.set_now("2026-12-10T00:00:00Z");
+    let (status, _) =
+        app.call(Method::PATCH, "/v1/customers/acme", Some(ADMIN), Some(json!({"addons": ["boost"]}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, view) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
+    // 22 of December's 31 days of $250 = 177.42.
+    assert_eq!(view["bill"]["total"], "177.42", "{}", view["bill"]);
+}

@@ -92,7 +92,7 @@ fn customer(id: &str) -> CustomerRow {
         id: id.into(),
         name: format!("{id} Inc"),
         billing_anchor: 1_000,
-        addons: vec![AddonSince { key: "boost".into(), since: 1_000 }],
+        addons: vec![AddonSince { key: "boost".into(), since: 1_000, until: None }],
         created_at: 5,
         updated_at: 5,
         open_from: 0,

@@ -34,6 +34,9 @@ use crate::quantity::Quantity;
 use crate::request::QuoteRequest;
 use crate::spend_limit::{billable_usage, thresholds_reached, LimitState, SpendLimit};
 
+/// An instant, UTC.
+type Instant = chrono::DateTime<chrono::Utc>;
+
 /// A priced bill: a quote of hypothetical usage or an invoice of measured usage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,7 +251,8 @@ struct Plan<'b> {
     /// The request's usage by meter index ([`PriceBook::meters`]).
     usage: Vec<Option<Quantity>>,
     optional: Vec<&'b str>,
-    platform: Vec<(&'b PlatformAddon, Option<chrono::DateTime<chrono::Utc>>)>,
+    /// Platform add-ons, with when they were added and removed during the period.
+    platform: Vec<(&'b PlatformAddon, Option<Instant>, Option<Instant>)>,
     limits: BTreeMap<&'b str, SpendLimit>,
     terms: Option<CommitmentTerms>,
     credit_balance: Option<Decimal>,
@@ -330,7 +334,7 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
         }
     }
 
-    for (addon, from) in &plan.platform {
+    for (addon, from, until) in &plan.platform {
         let full = Amount::round(currency, addon.monthly_price);
         lines.push(Line {
             key: Cow::Borrowed(&addon.key),
@@ -345,8 +349,14 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
             tiers: None,
             note: None,
         });
-        if let (Some(from), Some(period)) = (from, request.period) {
-            let proration = period.remaining_from(*from).map_err(|m| request_issue("addons", m))?;
+        if let (true, Some(period)) = (from.is_some() || until.is_some(), request.period) {
+            let proration = period.window(*from, *until).map_err(|m| request_issue("addons", m))?;
+            let when = match (from, until) {
+                (Some(f), Some(u)) => format!("added {f}, removed {u}"),
+                (Some(f), None) => format!("added {f}"),
+                (None, Some(u)) => format!("removed {u}"),
+                (None, None) => String::new(),
+            };
             if !proration.is_full() {
                 // The add-on costs its price × seconds / period, rounded once; this adjustment of the rounded full
                 // price makes it so, and is itself at the minor unit (its exact amount is its amount).
@@ -364,7 +374,7 @@ pub fn compute<'book>(book: &'book PriceBook, request: &QuoteRequest) -> Result<
                     amount: adjustment,
                     tiers: None,
                     note: Some(format!(
-                        "added {from}: billed for {} of the period's {} seconds ({} × {} / {}, rounded once: {})",
+                        "{when}: billed for {} of the period's {} seconds ({} × {} / {}, rounded once: {})",
                         proration.seconds,
                         proration.of,
                         addon.monthly_price.normalize(),
@@ -659,23 +669,37 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest, issues: &mut Report)
                 ),
             ),
             (Some(a), _) => {
-                if choice.from().is_some() {
+                if choice.from().is_some() || choice.until().is_some() {
                     issues.push(&path, "only platform add-ons are prorated; metered add-ons bill usage");
                 }
                 plan.optional.push(&*a.metered.key);
             }
             (None, Some(p)) => {
-                if let Some(from) = choice.from() {
+                let inside = |field: &str, at: chrono::DateTime<chrono::Utc>, issues: &mut Report| {
                     match request.period {
-                        None => issues.push(format!("{path}.from"), "needs the request's `period`"),
-                        Some(period) if !period.contains(from) => issues.push(
-                            format!("{path}.from"),
-                            format!("{from} is outside the period [{}, {})", period.start(), period.end()),
+                        None => issues.push(format!("{path}.{field}"), "needs the request's `period`"),
+                        Some(period) if at < period.start() || at > period.end() => issues.push(
+                            format!("{path}.{field}"),
+                            format!("{at} is outside the period [{}, {}]", period.start(), period.end()),
                         ),
                         Some(_) => {}
                     }
+                };
+                if let Some(from) = choice.from() {
+                    inside("from", from, issues);
+                    if request.period.is_some_and(|p| from == p.end()) {
+                        issues.push(format!("{path}.from"), format!("{from} is the end of the period"));
+                    }
                 }
-                plan.platform.push((p, choice.from()));
+                if let Some(until) = choice.until() {
+                    inside("until", until, issues);
+                    if choice.from().is_some_and(|from| until <= from) {
+                        issues.push(format!("{path}.until"), "must be after `from`");
+                    } else if request.period.is_some_and(|p| until == p.start()) {
+                        issues.push(format!("{path}.until"), format!("{until} is the start of the period"));
+                    }
+                }
+                plan.platform.push((p, choice.from(), choice.until()));
             }
             (None, None) => issues.push(
                 &path,
@@ -688,7 +712,7 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest, issues: &mut Report)
         }
     }
     // Platform add-ons are billed in book order, whatever the order of the request.
-    plan.platform.sort_by_key(|(p, _)| book.platform_addon_position(&p.key));
+    plan.platform.sort_by_key(|(p, _, _)| book.platform_addon_position(&p.key));
     for (product, amount) in &request.limits {
         let path = format!("limits.{}", echo(product));
         match book.product(product) {

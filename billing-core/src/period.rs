@@ -114,6 +114,29 @@ impl BillingPeriod {
     }
 }
 
+impl BillingPeriod {
+    /// The share of the period between `from` and `until` (each clamped to the period; absent, the period's own
+    /// start or end), as an exact ratio of seconds.
+    ///
+    /// # Errors
+    /// A message when nothing of the period is left between them.
+    pub fn window(
+        &self,
+        from: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Proration, String> {
+        let start = from.map_or(self.start, |f| f.max(self.start));
+        let end = until.map_or(self.end, |u| u.min(self.end));
+        if end <= start {
+            return Err(format!(
+                "[{start}, {end}) leaves nothing of the period [{}, {})",
+                self.start, self.end
+            ));
+        }
+        Ok(Proration { seconds: (end - start).num_seconds(), of: self.seconds() })
+    }
+}
+
 /// `at` plus `months` calendar months, the day clamped to the target month's last day (Jan 31 + 1 → Feb 28).
 ///
 /// # Errors

@@ -45,18 +45,23 @@ pub struct QuoteRequest {
     pub period: Option<BillingPeriod>,
 }
 
-/// An add-on choice: its key, or its key and the instant it was added (prorated from there).
+/// An add-on choice: its key, or its key and the part of the period it was on (a platform add-on is prorated to
+/// it): added at `from`, removed at `until`, or both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum AddonChoice {
     /// Chosen for the whole period.
     Key(String),
-    /// Chosen from an instant in the period.
-    From {
+    /// Chosen for part of the period.
+    Part {
         /// The add-on key.
         key: String,
-        /// When it was added.
-        from: DateTime<Utc>,
+        /// When it was added, if during the period.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<DateTime<Utc>>,
+        /// When it was removed, if during the period.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<DateTime<Utc>>,
     },
 }
 
@@ -64,7 +69,7 @@ impl AddonChoice {
     /// The add-on key.
     pub fn key(&self) -> &str {
         match self {
-            AddonChoice::Key(key) | AddonChoice::From { key, .. } => key,
+            AddonChoice::Key(key) | AddonChoice::Part { key, .. } => key,
         }
     }
 
@@ -72,7 +77,15 @@ impl AddonChoice {
     pub fn from(&self) -> Option<DateTime<Utc>> {
         match self {
             AddonChoice::Key(_) => None,
-            AddonChoice::From { from, .. } => Some(*from),
+            AddonChoice::Part { from, .. } => *from,
+        }
+    }
+
+    /// When it was removed, if mid-period.
+    pub fn until(&self) -> Option<DateTime<Utc>> {
+        match self {
+            AddonChoice::Key(_) => None,
+            AddonChoice::Part { until, .. } => *until,
         }
     }
 }
@@ -316,7 +329,7 @@ fn addons(value: Json, report: &mut Report) -> Vec<AddonChoice> {
         match item {
             Json::Str(key) => out.push(AddonChoice::Key(key)),
             Json::Obj(entries) => {
-                let (mut key, mut from) = (None, None);
+                let (mut key, mut from, mut until) = (None, None, None);
                 for (name, value) in unique(entries, &path, report) {
                     match name.as_str() {
                         "key" => match value {
@@ -327,15 +340,16 @@ fn addons(value: Json, report: &mut Report) -> Vec<AddonChoice> {
                             ),
                         },
                         "from" => from = field(&value, &format!("{path}.from"), report, instant),
-                        other => unknown(report, &path, other, "`key`, `from`"),
+                        "until" => until = field(&value, &format!("{path}.until"), report, instant),
+                        other => unknown(report, &path, other, "`key`, `from`, `until`"),
                     }
                 }
-                match (key, from) {
-                    (Some(key), Some(from)) => out.push(AddonChoice::From { key, from }),
-                    (Some(key), None) if !report.has_issue_at(&format!("{path}.from")) => {
-                        out.push(AddonChoice::Key(key));
-                    }
-                    (None, _) if !report.has_issue_at(&format!("{path}.key")) => {
+                let unread = report.has_issue_at(&format!("{path}.from"))
+                    || report.has_issue_at(&format!("{path}.until"));
+                match (key, from, until) {
+                    (Some(key), None, None) if !unread => out.push(AddonChoice::Key(key)),
+                    (Some(key), from, until) if !unread => out.push(AddonChoice::Part { key, from, until }),
+                    (None, _, _) if !report.has_issue_at(&format!("{path}.key")) => {
                         report.push(format!("{path}.key"), "is required");
                     }
                     _ => {}
@@ -344,7 +358,7 @@ fn addons(value: Json, report: &mut Report) -> Vec<AddonChoice> {
             other => report.push(
                 path,
                 format!(
-                    "expected an add-on key, or {{\"key\": …, \"from\": <RFC 3339>}}, found {}",
+                    "expected an add-on key, or {{\"key\": …, \"from\": <RFC 3339>, \"until\": <RFC 3339>}}, found {}",
                     other.kind()
                 ),
             ),
