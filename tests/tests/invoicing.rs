@@ -268,3 +268,70 @@ fn bad_input_exits_2_and_names_it() {
     let out = Command::new(tally_path()).args(["invoice", "run", "--workers", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_commitment_pays_three_months_of_invoices_and_the_ledger_balances_to_the_cent() {
+    use rust_decimal::Decimal;
+    let d = |v: &Value| -> Decimal {
+        v.as_str().unwrap_or_else(|| panic!("not a decimal: {v}")).parse().unwrap()
+    };
+    for (database, _guard) in databases() {
+        let server = Server::start(&database);
+        let (status, body) = answer(
+            server
+                .admin("POST", "/v1/customers")
+                .send_json(json!({"id": "acme", "name": "Acme", "billing_anchor": "2026-08-01T00:00:00Z"})),
+        );
+        assert_eq!(status, 201, "{body}");
+        let key = body["api_key"].as_str().unwrap().to_owned();
+        let (status, bought) = answer(
+            server
+                .request("POST", "/v1/customers/acme/commitments", &key)
+                .send_json(json!({"yearly_credit": "3333", "start": "2026-08-01T00:00:00Z"})),
+        );
+        assert_eq!(status, 201, "{bought}");
+        assert_eq!(bought["price"], "2999.70");
+        // August light, September heavy (past the credit released), October light.
+        for (id, quantity, at) in [
+            ("aug", 3_000_000, "2026-08-10T00:00:00Z"),
+            ("sep", 25_000_000, "2026-09-10T00:00:00Z"),
+            ("oct", 2_000_000, "2026-10-10T00:00:00Z"),
+        ] {
+            let (status, body) = answer(server.admin("POST", "/v1/usage").send_json(json!({"events": [
+                {"id": id, "customer_id": "acme", "meter": "events", "quantity": quantity, "timestamp": at}]})));
+            assert_eq!((status, body["accepted"].as_u64()), (200, Some(1)), "{body}");
+        }
+        let out = invoice_run(&database, &["--issue"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let (_, page) = answer(server.request("GET", "/v1/invoices", &key).call());
+        let mut invoices = page["data"].as_array().unwrap().clone();
+        invoices.sort_by_key(|i| i["period"]["start"].as_str().unwrap().to_owned());
+        let starts: Vec<&str> = invoices.iter().map(|i| i["period"]["start"].as_str().unwrap()).collect();
+        assert_eq!(starts, ["2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z"]);
+        let release = Decimal::new(27775, 2);
+        let mut used = Decimal::ZERO;
+        for (month, invoice) in invoices.iter().enumerate() {
+            let (total, credit, due) =
+                (d(&invoice["total"]), d(&invoice["credit_applied"]), d(&invoice["amount_due"]));
+            // Paid from the credit released by the period's last instant, less what earlier months used.
+            let available = release * Decimal::from(month + 1) - used;
+            assert_eq!(-credit, total.min(available), "month {month}");
+            assert_eq!(due, total + credit);
+            used -= credit;
+            let (_, quote) =
+                answer(server.request("POST", "/v1/quotes", "").send_json(invoice["request"].clone()));
+            assert_eq!(quote, invoice["bill"]);
+        }
+        assert!(d(&invoices[1]["amount_due"]) > Decimal::ZERO, "September outran its credit");
+        // The ledger now (after November's release): four releases, three consumptions, and a balance that is
+        // their sum to the cent.
+        let (_, ledger) = answer(server.request("GET", "/v1/customers/acme/credits", &key).call());
+        let entries = ledger["entries"].as_array().unwrap();
+        let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "release").count(), 4, "{kinds:?}");
+        assert_eq!(kinds.iter().filter(|k| **k == "consumption").count(), 3, "{kinds:?}");
+        let sum: Decimal = entries.iter().map(|e| d(&e["amount"])).sum();
+        assert_eq!(d(&ledger["balance"]), sum);
+        assert_eq!(d(&ledger["balance"]), release * Decimal::from(4) - used);
+    }
+}
