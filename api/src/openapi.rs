@@ -429,7 +429,7 @@ fn schemas() -> Value {
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"], "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}}},
         "CustomerId": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
         "Instant": instant,
-        "PageLimit": {"type": "string", "pattern": "^[0-9]{1,3}$", "description": "1 to 500 (default 50)"},
+        "PageLimit": {"type": "string", "pattern": "^([1-9][0-9]?|[1-4][0-9]{2}|500)$", "description": "1 to 500 (default 50)"},
         "PageCursor": {"type": "string", "description": "next_cursor of the previous page"},
         "Period": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}},
         "PriceBook": {"type": "object", "required": ["currency", "products"], "description": "A price book (README: The price book)", "properties": {
