@@ -675,28 +675,28 @@ fn resolve<'b>(book: &'b PriceBook, request: &QuoteRequest, issues: &mut Report)
                 plan.optional.push(&*a.metered.key);
             }
             (None, Some(p)) => {
-                let inside = |field: &str, at: chrono::DateTime<chrono::Utc>, issues: &mut Report| {
+                if let Some(from) = choice.from() {
                     match request.period {
-                        None => issues.push(format!("{path}.{field}"), "needs the request's `period`"),
-                        Some(period) if at < period.start() || at > period.end() => issues.push(
-                            format!("{path}.{field}"),
-                            format!("{at} is outside the period [{}, {}]", period.start(), period.end()),
+                        None => issues.push(format!("{path}.from"), "needs the request's `period`"),
+                        Some(period) if !period.contains(from) => issues.push(
+                            format!("{path}.from"),
+                            format!("{from} is outside the period [{}, {})", period.start(), period.end()),
                         ),
                         Some(_) => {}
                     }
-                };
-                if let Some(from) = choice.from() {
-                    inside("from", from, issues);
-                    if request.period.is_some_and(|p| from == p.end()) {
-                        issues.push(format!("{path}.from"), format!("{from} is the end of the period"));
-                    }
                 }
                 if let Some(until) = choice.until() {
-                    inside("until", until, issues);
-                    if choice.from().is_some_and(|from| until <= from) {
-                        issues.push(format!("{path}.until"), "must be after `from`");
-                    } else if request.period.is_some_and(|p| until == p.start()) {
-                        issues.push(format!("{path}.until"), format!("{until} is the start of the period"));
+                    // Removed during the period: after its start, at its end at the latest.
+                    match request.period {
+                        None => issues.push(format!("{path}.until"), "needs the request's `period`"),
+                        Some(period) if until <= period.start() || until > period.end() => issues.push(
+                            format!("{path}.until"),
+                            format!("{until} is outside the period ({}, {}]", period.start(), period.end()),
+                        ),
+                        Some(_) if choice.from().is_some_and(|from| until <= from) => {
+                            issues.push(format!("{path}.until"), "must be after `from`");
+                        }
+                        Some(_) => {}
                     }
                 }
                 plan.platform.push((p, choice.from(), choice.until()));
