@@ -147,10 +147,13 @@ fn allocate(applied: Decimal, available: &[(String, Decimal)]) -> Vec<(String, D
 }
 
 /// A new random id with a prefix.
+/// A new id with a prefix: the creation time (hex microseconds, so ids sort in creation order, as lists page by id)
+/// and 8 random bytes.
 pub fn new_id(prefix: &str) -> Result<String, String> {
-    let mut bytes = [0_u8; 12];
+    let mut bytes = [0_u8; 8];
     getrandom::getrandom(&mut bytes).map_err(|e| e.to_string())?;
-    Ok(format!("{prefix}{}", crate::http::hex(&bytes)))
+    let micros = u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0);
+    Ok(format!("{prefix}{micros:014x}{}", crate::http::hex(&bytes)))
 }
 
 fn failure_text(f: Failure) -> String {

@@ -585,7 +585,11 @@ impl Service {
     pub async fn usage_view(&self, customer: &CustomerRow, at: DateTime<Utc>) -> Outcome<UsageView> {
         let period = Self::period_of(customer, at)?;
         let limits = self.store.limits(&customer.id).await?;
-        let (book, request, bill) = self.bill_for(customer, &limits, period).await?;
+        // An invoiced period shows its invoice: what was billed, not a recomputation with today's ledger.
+        let (book, request, bill) = match self.invoiced(customer, period).await? {
+            Some(invoiced) => invoiced,
+            None => self.bill_for(customer, &limits, period).await?,
+        };
         let now = self.now();
         let project = |until: DateTime<Utc>| -> Outcome<QuoteRequest> {
             let mut r = request.clone();
@@ -641,6 +645,31 @@ impl Service {
             projected_bill,
             caps,
         })
+    }
+
+    /// The price book, request and bill of a period's invoice, when it has one.
+    async fn invoiced(
+        &self,
+        customer: &CustomerRow,
+        period: BillingPeriod,
+    ) -> Outcome<Option<(Arc<PriceBook>, QuoteRequest, Bill<'static>)>> {
+        if micros(period.start()) >= customer.open_from {
+            return Ok(None);
+        }
+        let filter = crate::store::InvoiceFilter {
+            customer_id: Some(customer.id.clone()),
+            period_start: Some(micros(period.start())),
+            status: None,
+        };
+        let Some(invoice) = self.store.invoices(&filter, None, 1).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let corrupt = |e: String| Failure::Store(StoreError::Corrupt(format!("invoice {}: {e}", invoice.id)));
+        let book = self.book_at(period.start());
+        let request =
+            QuoteRequest::from_json_for(&book, &invoice.request).map_err(|e| corrupt(e.to_string()))?;
+        let bill: Bill<'static> = serde_json::from_str(&invoice.bill).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some((book, request, bill)))
     }
 
     /// When a reached cap was reached: the time of the event after which the product's usage made it bind. Found by

@@ -134,9 +134,12 @@ async fn a_run_invoices_every_ended_period_once_at_the_price_of_a_quote() {
         )
         .await;
     assert_eq!(body["rejected"][0]["code"], "period_closed");
-    // The closed period's usage view still shows what was invoiced.
+    // The closed period's usage view shows its invoice, line for line.
     let (_, view) = app.get("/v1/customers/acme/usage?at=2026-11-15T00:00:00Z", Some(ADMIN)).await;
-    assert_eq!(view["bill"]["total"], acme["total"]);
+    assert_eq!(view["bill"], acme["bill"]);
+    // Ids sort in creation order: a later run's invoices come after.
+    let ids: Vec<&str> = all.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert!(ids.iter().all(|id| id.starts_with("in_") && id.len() == 33), "{ids:?}");
 }
 
 #[tokio::test]
@@ -335,6 +338,9 @@ async fn a_commitment_pays_three_months_of_invoices_and_the_ledger_balances() {
     assert_eq!(d(&ledger["balance"]), sum("release") + sum("consumption"));
     assert_eq!(d(&ledger["balance"]), entries.iter().map(|e| d(&e["amount"])).sum::<Decimal>());
 
+    // A closed month's usage view is its invoice, credit line included (not a recomputation with today's ledger).
+    let (_, view) = app.get("/v1/customers/acme/usage?at=2026-11-15T00:00:00Z", Some(ADMIN)).await;
+    assert_eq!(view["bill"], ours[0]["bill"]);
     // Voiding December returns its credit to the ledger.
     let dec = ours[1]["id"].as_str().unwrap();
     let (status, _) = app.call(Method::POST, &format!("/v1/invoices/{dec}/void"), Some(ADMIN), None).await;
