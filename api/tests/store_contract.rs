@@ -511,3 +511,59 @@ async fn an_issued_invoice_cannot_change_even_below_the_store() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn usage_racing_an_invoice_run_is_either_in_the_invoice_or_refused() {
+    on_every_store(|s| async move {
+        for i in 0..40 {
+            s.insert_customer(
+                &CustomerRow { open_from: 0, open_until: Some(2_000), ..customer(&format!("r{i:02}")) },
+                &format!("k{i}"),
+            )
+            .await
+            .unwrap();
+        }
+        let (run, _) = s.open_run("run_race", 2_000, false, 40, 0).await.unwrap();
+        // Writers send events of period 0 to every customer while the run closes that period customer by customer.
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut refused = 0;
+                    for round in 0..30 {
+                        let batch: Vec<NewEvent> = (0..40)
+                            .map(|i| event(&format!("r{i:02}"), &format!("w{w}-{round}"), "m", 1, 10))
+                            .collect();
+                        for outcome in s.insert_events(&batch, 0).await.unwrap() {
+                            refused += usize::from(outcome == api::store::EventOutcome::Closed);
+                        }
+                    }
+                    refused
+                })
+            })
+            .collect();
+        let n = AtomicU32::new(0);
+        loop {
+            let done = s.invoice_batch(&run, 3, "INV-", 1, &|due: &Due| price(due, &run, &n)).await.unwrap();
+            if done.claimed == 0 && s.pending(run.as_of, &run.id).await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let mut refused = 0;
+        for w in writers {
+            refused += w.await.unwrap();
+        }
+        // Every event stored in period 0 is in its customer's invoice: none slipped in after the close.
+        let mut stored = 0;
+        for i in 0..40 {
+            let id = format!("r{i:02}");
+            let total = s.usage_totals(&id, 0).await.unwrap().first().map_or(0, |t| t.events_micros);
+            let invoice = s.invoice(&format!("in_{id}_0")).await.unwrap().unwrap();
+            assert_eq!(invoice.total, total.to_string(), "{id}");
+            stored += usize::try_from(total).unwrap();
+        }
+        assert_eq!(stored + refused, 3 * 30 * 40, "each event stored or refused");
+    })
+    .await;
+}
