@@ -383,7 +383,11 @@ fn invoice_run(
             }
         });
         let run =
-            service.work_run(&run, settings, progress).await.map_err(|e| Failure::Input(format!("{e:?}")))?;
+            // The input was good: a run that stops part-way (the database failing) is exit 1, and running it
+            // again finishes the job.
+            service.work_run(&run, settings, progress).await.map_err(|e| {
+                Failure::Partial(format!("the run stopped part-way ({e:?}); run it again to finish it"))
+            })?;
         if terminal {
             eprintln!();
         }
