@@ -50,6 +50,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/price-book", get(price_book))
         .route("/v1/price-books", get(price_books).post(publish_price_book))
         .route("/v1/quotes", post(quote))
+        .route("/v1/commitment-advice", post(commitment_advice))
         .route("/v1/customers", get(list_customers).post(create_customer))
         .route("/v1/customers/{id}", get(get_customer).patch(update_customer))
         .route("/v1/customers/{id}/api-keys", post(new_api_key))
@@ -504,6 +505,25 @@ async fn quote(State(state): State<AppState>, headers: HeaderMap, Body(body): Bo
         }
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdviceRequest {
+    monthly_estimate: Value,
+}
+
+/// `POST /v1/commitment-advice`: the yearly credit that makes `monthly_estimate` cheapest over twelve months,
+/// beside no commitment (billing-core's `commitment_advice` under the version in force).
+async fn commitment_advice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
+    let request: AdviceRequest = json_body(&headers, &body)?;
+    let estimate = decimal_field("monthly_estimate", &request.monthly_estimate)?;
+    let advice = state.service.commitment_advice(estimate)?;
+    Ok(Json(serde_json::to_value(&advice).map_err(|e| ApiError::internal(&e))?))
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -99,6 +99,15 @@ pub const OPERATIONS: &[Operation] = &[
         query: &[],
     },
     Operation {
+        method: "post",
+        path: "/v1/commitment-advice",
+        summary: "The yearly credit that makes a monthly estimate cheapest over twelve months, beside no commitment",
+        access: Access::Public,
+        body: Some("AdviceRequest"),
+        ok: (200, "CommitmentAdvice"),
+        query: &[],
+    },
+    Operation {
         method: "get",
         path: "/v1/customers",
         summary: "List customers",
@@ -450,6 +459,18 @@ fn schemas() -> Value {
             "commitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {"yearly_credit": amount_in.clone()}},
             "credit_balance": amount_in.clone(),
             "period": {"type": "object", "required": ["start", "end"], "additionalProperties": false, "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}}}},
+        "AdviceRequest": {"type": "object", "required": ["monthly_estimate"], "additionalProperties": false, "properties": {
+            "monthly_estimate": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}],
+                                 "description": "a month's bill total, in whole minor units"}}},
+        "AdviceOption": {"type": "object", "required": ["yearly_credit", "discount_rate", "price", "billed_past_credit", "unused_credit", "twelve_month_cost", "saving"], "properties": {
+            "yearly_credit": {"oneOf": [decimal("credit bought"), {"type": "null"}]}, "discount_rate": decimal("0.20 = 20 %"),
+            "price": decimal("paid up front, rounded"), "billed_past_credit": decimal("usage past the credit, at list"),
+            "unused_credit": decimal("credit that expires unused"), "twelve_month_cost": decimal("price + billed past the credit"),
+            "saving": signed_decimal("against no commitment")}},
+        "CommitmentAdvice": {"type": "object", "required": ["monthly_estimate", "yearly_usage", "no_commitment", "best", "options"], "properties": {
+            "monthly_estimate": decimal("the estimate"), "yearly_usage": decimal("12 × the estimate"),
+            "no_commitment": {"$ref": "#/components/schemas/AdviceOption"}, "best": {"$ref": "#/components/schemas/AdviceOption"},
+            "options": {"type": "array", "items": {"$ref": "#/components/schemas/AdviceOption"}}}},
         "TierSlice": tier_slice,
         "Line": line,
         "SpendLimit": spend_limit,

@@ -272,6 +272,21 @@ impl Service {
         serde_json::to_vec(&bill).map_err(|e| Failure::Store(StoreError::Corrupt(e.to_string())))
     }
 
+    /// The commitment advice for a monthly estimate under the version in force.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad estimate or a book without a commitment offer; `Overflow` for a huge one.
+    pub fn commitment_advice(&self, monthly_estimate: Decimal) -> Outcome<billing_core::CommitmentAdvice> {
+        let book = self.book_at(self.now());
+        let offer = book.commitment().ok_or_else(|| {
+            Failure::Invalid(vec![billing_core::Issue::new(
+                "monthly_estimate",
+                "the price book in force offers no commitment",
+            )])
+        })?;
+        Ok(billing_core::commitment_advice(offer, book.currency(), monthly_estimate)?)
+    }
+
     /// Creates a customer with its first key's hash.
     ///
     /// # Errors

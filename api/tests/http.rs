@@ -46,6 +46,42 @@ async fn quotes_are_the_cli_s_bills() {
 }
 
 #[tokio::test]
+async fn commitment_advice_is_billing_core_s_and_refuses_bad_estimates() {
+    let app = App::new().await;
+    let (status, body) = app.post("/v1/commitment-advice", None, json!({"monthly_estimate": "2000"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let book = PriceBook::default_book().unwrap();
+    let advice =
+        billing_core::commitment_advice(book.commitment().unwrap(), book.currency(), 2000.into()).unwrap();
+    assert_eq!(body, serde_json::to_value(&advice).unwrap());
+    assert_eq!(body["best"]["yearly_credit"], "25000");
+    assert_eq!(body["best"]["twelve_month_cost"], "20000.00");
+    assert_eq!(body["no_commitment"]["twelve_month_cost"], "24000");
+    // An integer is a decimal too; zero advises no commitment.
+    let (status, body) = app.post("/v1/commitment-advice", None, json!({"monthly_estimate": 0})).await;
+    assert_eq!((status, &body["best"]["yearly_credit"]), (StatusCode::OK, &Value::Null), "{body}");
+    for bad in [
+        json!({"monthly_estimate": "-1"}),
+        json!({"monthly_estimate": "0.001"}),
+        json!({"monthly_estimate": 12.5}),
+        json!({"monthly_estimate": -3}),
+        json!({"monthly_estimate": "1e3"}),
+        json!({}),
+        json!({"monthly_estimate": "1", "x": 1}),
+        json!({"monthly_estimate": "99999999999999999999999999999"}),
+    ] {
+        let (status, body) = app.post("/v1/commitment-advice", None, bad.clone()).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{bad}: {body}"
+        );
+    }
+    let (status, body) = app.raw(Method::POST, "/v1/commitment-advice", None, Some("{".into()), &[]).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "malformed_json"));
+}
+
+#[tokio::test]
 async fn bad_quotes_get_the_right_status_and_every_problem() {
     let app = App::new().await;
     let (status, body) = app

@@ -13,6 +13,7 @@
 //! * [`charge`]: the charge models ([`ChargeModel`]: per unit, graduated, volume, package) and [`TierSchedule`].
 //! * [`catalog`]: the [`PriceBook`], parsed and validated once.
 //! * [`period`]: half-open [`BillingPeriod`]s and exact [`Proration`].
+//! * [`advice`]: the yearly credit that makes a monthly estimate cheapest ([`commitment_advice`]).
 //! * [`commitment`]: the self-selected yearly credit ([`CommitmentTerms`]), its release schedule, paying from it.
 //! * [`spend_limit`]: per-product [`SpendLimit`]s, the usage they admit, and alert thresholds.
 //! * [`projection`]: month-end usage and when a limit will be reached.
@@ -32,6 +33,7 @@
 #![deny(clippy::float_arithmetic, clippy::float_cmp, clippy::cast_precision_loss)]
 #![forbid(unsafe_code)]
 
+pub mod advice;
 pub mod bill;
 
 pub mod catalog;
@@ -49,6 +51,7 @@ pub mod spend_limit;
 mod testing;
 pub mod wire;
 
+pub use advice::{commitment_advice, twelve_month_cost, AdviceOption, CommitmentAdvice};
 pub use bill::{compute, Bill, CommitmentSummary, LimitSummary, Line, LineKind, MeterAdmission, Stage};
 pub use catalog::{
     Addon, Bracket, CommitmentOffer, Metered, PlatformAddon, PriceBook, Product, SpendLimitRules,
