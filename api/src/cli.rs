@@ -57,6 +57,10 @@ enum Command {
         /// Prefix of invoice numbers, given at issue (INV-000001, INV-000002, …).
         #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::invoicing::DEFAULT_PREFIX)]
         invoice_prefix: String,
+        /// The pricing page's site folder, holding the wasm bundle in pkg/ (built by scripts/build-ui; default:
+        /// target/site next to the binary, then ./target/site).
+        #[arg(long, env = "TALLY_ASSETS", value_name = "DIR")]
+        assets: Option<PathBuf>,
     },
     /// Invoices.
     Invoice {
@@ -187,7 +191,7 @@ fn run(
             };
             invoice_run(&database, as_of, issue, &settings, stdout, stderr)
         }
-        Command::Serve { listen, database, price_book, max_body, invoice_prefix } => {
+        Command::Serve { listen, database, price_book, max_body, invoice_prefix, assets } => {
             let price_book = match price_book {
                 Some(p) => Some(load_price_book(Some(&p))?),
                 None => None,
@@ -200,6 +204,7 @@ fn run(
                 max_body,
                 admin_token,
                 invoice_prefix,
+                assets,
             };
             serve(settings, stderr)
         }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub max_body: usize,
     /// How invoice runs started over HTTP work, and the prefix of invoice numbers.
     pub run_settings: crate::invoicing::RunSettings,
+    /// The pricing page's wasm bundle, when there is one.
+    pub assets: Arc<crate::page::Assets>,
 }
 
 /// The most events or reports in one `POST /v1/usage`.
@@ -44,7 +46,11 @@ pub const MAX_BATCH: usize = 10_000;
 
 /// The router, with its middleware: request logs, idempotency keys, the body limit.
 pub fn router(state: AppState, max_body: usize) -> Router {
-    Router::new()
+    // Leptos (the pricing page) spawns on a global executor: tokio's. An error only says it was set already.
+    let _ = any_spawner::Executor::init_tokio();
+    let mut router = Router::new()
+        // The pricing page (HTML, compressed: it is the one large response a browser waits for).
+        .route("/", get(crate::page::page).layer(tower_http::compression::CompressionLayer::new()))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .route("/v1/price-book", get(price_book))
@@ -66,7 +72,15 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/invoices/{id}", get(get_invoice))
         .route("/v1/invoices/{id}/issue", post(issue_invoice))
         .route("/v1/invoices/{id}/pay", post(pay_invoice))
-        .route("/v1/invoices/{id}/void", post(void_invoice))
+        .route("/v1/invoices/{id}/void", post(void_invoice));
+    if let Some(site) = &state.assets.site {
+        // The wasm bundle, precompressed by scripts/build-ui; revalidated on every load (its names carry no hash).
+        let files = tower_http::services::ServeDir::new(site.join("pkg"))
+            .precompressed_gzip()
+            .fallback(axum::handler::HandlerWithoutStateExt::into_service(not_found));
+        router = router.nest_service("/pkg", files).layer(middleware::map_response(revalidate_assets));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), idempotency))
@@ -120,7 +134,7 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this credential may not do that")
     }
 
-    fn internal(e: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn internal(e: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
@@ -163,6 +177,14 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// Static files (`/pkg/…`) are revalidated on every load: their names stay the same from one build to the next.
+async fn revalidate_assets(mut response: Response) -> Response {
+    if !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    response
+}
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")

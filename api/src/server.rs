@@ -28,6 +28,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// The prefix of invoice numbers (`--invoice-prefix`).
     pub invoice_prefix: String,
+    /// The pricing page's site folder (`--assets`; default: found next to the binary, see [`crate::page::Assets`]).
+    pub assets: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -39,6 +41,7 @@ impl Default for Settings {
             max_body: 5 * 1024 * 1024,
             admin_token: None,
             invoice_prefix: crate::invoicing::DEFAULT_PREFIX.into(),
+            assets: None,
         }
     }
 }
@@ -143,7 +146,13 @@ pub async fn state(
     let run_settings =
         RunSettings { workers: 2, prefix: settings.invoice_prefix.clone(), ..RunSettings::default() };
     Ok((
-        AppState { service: Arc::new(service), admin_hash, max_body: settings.max_body, run_settings },
+        AppState {
+            service: Arc::new(service),
+            admin_hash,
+            max_body: settings.max_body,
+            run_settings,
+            assets: Arc::new(crate::page::Assets::locate(settings.assets.as_deref())),
+        },
         generated,
     ))
 }

@@ -305,7 +305,9 @@ impl Service {
             id: id.to_owned(),
             name: name.to_owned(),
             billing_anchor: micros(anchor),
-            addons: self.check_addons(addons, &[], micros(anchor), now)?,
+            // A customer created with a billing anchor in the past has its add-ons from that anchor: they are part
+            // of what it was sold from the start (as a backdated subscription's items are).
+            addons: self.check_addons(addons, &[], micros(anchor), now, micros(anchor.min(now)))?,
             created_at: micros(now),
             updated_at: micros(now),
             open_from: micros(anchor),
@@ -326,6 +328,7 @@ impl Service {
         before: &[AddonSince],
         open_from: i64,
         now: DateTime<Utc>,
+        new_since: i64,
     ) -> Outcome<Vec<AddonSince>> {
         let book = self.book_at(now);
         let mut issues = Vec::new();
@@ -349,7 +352,7 @@ impl Service {
                 // Still on, or switched off in a period not invoiced yet (resumed: the gap is billed too, as one
                 // add-on on for the whole span): its entry goes on.
                 let resumed = before.iter().find(|a| a.key == *key && a.until.is_none_or(|u| u > open_from));
-                let since = resumed.map_or(micros(now), |a| a.since);
+                let since = resumed.map_or(new_since, |a| a.since);
                 out.push(AddonSince { key: key.clone(), since, until: None });
             }
         }
@@ -392,7 +395,7 @@ impl Service {
             row.name = name;
         }
         if let Some(addons) = addons {
-            row.addons = self.check_addons(&addons, &row.addons, row.open_from, now)?;
+            row.addons = self.check_addons(&addons, &row.addons, row.open_from, now, micros(now))?;
         }
         row.updated_at = micros(now);
         self.store.update_customer(&row).await?;

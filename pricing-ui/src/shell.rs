@@ -1,0 +1,59 @@
+//! The HTML document the server sends: head (style, the price book as JSON, the hydration scripts when the wasm
+//! bundle is there) and the app in the body.
+
+use std::sync::Arc;
+
+use billing_core::PriceBook;
+use leptos::prelude::*;
+
+use crate::app::App;
+use crate::state::PageState;
+
+/// Everything one page render needs.
+#[derive(Debug, Clone)]
+pub struct PageInput {
+    /// The price book in force.
+    pub book: Arc<PriceBook>,
+    /// Its canonical JSON, escaped for a `<script>` element (see [`script_json`]).
+    pub book_json: Arc<str>,
+    /// The request's query (without `?`).
+    pub query: String,
+    /// Leptos' options (where the bundle is), when the wasm bundle is present; `None` serves the page without
+    /// scripts (it still works as a form).
+    pub options: Option<LeptosOptions>,
+}
+
+/// The page's icon, inline: a tally mark.
+const FAVICON: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'%3E%3Crect width='32' height='32' rx='7' fill='%23d9480f'/%3E%3Cpath d='M9 8v16M14 8v16M19 8v16M24 8v16M6 22L27 10' stroke='white' stroke-width='2.5' stroke-linecap='round'/%3E%3C/svg%3E";
+
+/// JSON made safe inside `<script>`: every `<` becomes `\u003c` (valid JSON, and no `</script>` can end it).
+pub fn script_json(json: &str) -> String {
+    json.replace('<', "\\u003c")
+}
+
+/// The whole document.
+pub fn shell(input: PageInput) -> impl IntoView {
+    let initial = PageState::from_query(&input.book, &input.query);
+    let scripts = input.options.map(|options| view! { <HydrationScripts options/> });
+    let book = input.book;
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <title>"Pricing · tally"</title>
+                // An inline icon: no extra request, no 404.
+                <link rel="icon" href=FAVICON/>
+                <meta name="description" content="Usage-based pricing with a free allowance on every product: estimate your monthly bill to the cent."/>
+                <style inner_html=crate::STYLE></style>
+                <script type="application/json" id=crate::BOOK_ELEMENT_ID inner_html=input.book_json.to_string()></script>
+                {scripts}
+            </head>
+            <body>
+                <App book initial/>
+            </body>
+        </html>
+    }
+}
