@@ -305,9 +305,7 @@ impl Service {
             id: id.to_owned(),
             name: name.to_owned(),
             billing_anchor: micros(anchor),
-            // A customer created with a billing anchor in the past has its add-ons from that anchor: they are part
-            // of what it was sold from the start (as a backdated subscription's items are).
-            addons: self.check_addons(addons, &[], micros(anchor), now, micros(anchor.min(now)))?,
+            addons: self.check_addons(addons, &[], micros(anchor), now)?,
             created_at: micros(now),
             updated_at: micros(now),
             open_from: micros(anchor),
@@ -328,7 +326,6 @@ impl Service {
         before: &[AddonSince],
         open_from: i64,
         now: DateTime<Utc>,
-        new_since: i64,
     ) -> Outcome<Vec<AddonSince>> {
         let book = self.book_at(now);
         let mut issues = Vec::new();
@@ -352,7 +349,7 @@ impl Service {
                 // Still on, or switched off in a period not invoiced yet (resumed: the gap is billed too, as one
                 // add-on on for the whole span): its entry goes on.
                 let resumed = before.iter().find(|a| a.key == *key && a.until.is_none_or(|u| u > open_from));
-                let since = resumed.map_or(new_since, |a| a.since);
+                let since = resumed.map_or(micros(now), |a| a.since);
                 out.push(AddonSince { key: key.clone(), since, until: None });
             }
         }
@@ -395,7 +392,7 @@ impl Service {
             row.name = name;
         }
         if let Some(addons) = addons {
-            row.addons = self.check_addons(&addons, &row.addons, row.open_from, now, micros(now))?;
+            row.addons = self.check_addons(&addons, &row.addons, row.open_from, now)?;
         }
         row.updated_at = micros(now);
         self.store.update_customer(&row).await?;

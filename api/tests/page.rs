@@ -179,7 +179,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (router, _dir) = runtime.block_on(app(None));
         let mut query: Vec<String> = usage.iter().map(|(m, q)| format!("{m}={q}")).collect();
-        let mut request = serde_json::json!({"usage": usage.iter().map(|(m, q)| (m.to_string(), q.to_string())).collect::<serde_json::Map<_, _>>()});
+        let mut request = serde_json::json!({"usage": usage.iter().map(|(m, q)| (m.to_string(), serde_json::Value::String(q.to_string()))).collect::<serde_json::Map<_, _>>()});
         if boost {
             query.push("addon=boost".into());
             request["addons"] = serde_json::json!(["boost"]);
