@@ -2,6 +2,9 @@
 //! [`crate::state::evaluate`] (billing-core's `compute`), from the tier schedule, or from billing-core's limit
 //! inversion and commitment advice; nothing here computes an amount itself.
 
+// Leptos components take their props by value (the macro builds a props struct from them).
+#![allow(clippy::needless_pass_by_value)]
+
 use std::sync::Arc;
 
 use billing_core::{commitment_advice, AdviceOption, Bill, Currency, LineKind, PriceBook, Product};
@@ -85,27 +88,22 @@ fn MeterInput(page: Page, meter: String, label: String, unit: String, scale: Arc
     let state = page.state;
     let id = format!("usage-{meter}");
     let slider_id = format!("slider-{meter}");
+    // Memoized per meter: an input on another meter re-runs nothing here (see BENCHMARKS.md, input latency).
     let raw = {
         let meter = meter.clone();
-        move || state.with(|s| s.usage.get(&meter).cloned().unwrap_or_default())
+        Memo::new(move |_| state.with(|s| s.usage.get(&meter).cloned().unwrap_or_default()))
     };
-    let quantity = {
-        let meter = meter.clone();
-        move || {
-            state.with(|s| {
-                s.usage.get(&meter).and_then(|r| clean_number(r).parse::<Decimal>().ok()).unwrap_or_default()
-            })
-        }
-    };
+    let quantity = Memo::new(move |_| raw.with(|r| clean_number(r).parse::<Decimal>().unwrap_or_default()));
     let position = {
-        let (scale, quantity) = (scale.clone(), quantity.clone());
-        move || scale.position(quantity()).to_string()
+        let scale = scale.clone();
+        Memo::new(move |_| scale.position(quantity.get()).to_string())
     };
     let value_text = {
         let unit = unit.clone();
-        let quantity = quantity.clone();
-        move || format!("{} {unit}s", grouped(quantity()))
+        move || format!("{} {unit}s", grouped(quantity.get()))
     };
+    // The attributes the server renders (and the browser keeps as defaults); the live values are properties.
+    let (initial_raw, initial_position) = (raw.get_untracked(), position.get_untracked());
     let on_number = {
         let meter = meter.clone();
         move |ev| {
@@ -125,10 +123,7 @@ fn MeterInput(page: Page, meter: String, label: String, unit: String, scale: Arc
             });
         }
     };
-    let error = {
-        let field = Field::Usage(meter.clone());
-        move || page.eval.with(|e| e.error(&field).map(str::to_owned))
-    };
+    let error = field_error(page.eval, Field::Usage(meter.clone()));
     let error_id = format!("error-{meter}");
     let marks = scale
         .marks()
@@ -147,7 +142,7 @@ fn MeterInput(page: Page, meter: String, label: String, unit: String, scale: Arc
                     autocomplete="off"
                     name=meter.clone()
                     placeholder="0"
-                    value=raw.clone()
+                    value=initial_raw
                     prop:value=raw
                     aria-describedby=error_id.clone()
                     on:input=on_number
@@ -161,7 +156,7 @@ fn MeterInput(page: Page, meter: String, label: String, unit: String, scale: Arc
                 min="0"
                 max=scale.max_position().to_string()
                 step="1"
-                value=position.clone()
+                value=initial_position
                 prop:value=position
                 aria-label=format!("{label} (slider)")
                 aria-valuetext=value_text
@@ -182,15 +177,18 @@ fn ProductCard(page: Page, product: Product) -> impl IntoView {
     let curve = Arc::new(Curve::new(&product, &scale));
     let eval = page.eval;
     let state = page.state;
-    let amount = {
+    // This product's lines, memoized: an input elsewhere on the page leaves them equal, and then nothing of
+    // this card re-renders (the tier table is rebuilt only when its lines change).
+    let lines = {
         let key = key.clone();
-        move || {
-            eval.with(|e| {
-                e.bill.as_ref().map_or_else(String::new, |b| {
-                    money(currency, group_lines(b, &key).map(|l| l.amount).sum())
-                })
-            })
-        }
+        Memo::new(move |_| {
+            eval.with(|e| e.bill.as_ref().map(|b| group_lines(b, &key).cloned().collect::<Vec<_>>()))
+        })
+    };
+    let amount = move || {
+        lines.with(|l| {
+            l.as_ref().map_or_else(String::new, |l| money(currency, l.iter().map(|l| l.amount).sum()))
+        })
     };
     let capped = {
         let key = key.clone();
@@ -235,11 +233,10 @@ fn ProductCard(page: Page, product: Product) -> impl IntoView {
                              note=format!("billed per {} on top", a.metered.unit)/> })
         .collect_view();
     let rows = {
-        let key = key.clone();
         move || {
-            eval.with(|e| {
-                e.bill.as_ref().map(|b| {
-                    group_lines(b, &key)
+            lines.with(|l| {
+                l.as_ref().map(|l| {
+                    l.iter()
                         .flat_map(|line| {
                             let name = line.name.to_string();
                             let unit = line.unit.as_deref().unwrap_or("unit").to_owned();
@@ -253,9 +250,11 @@ fn ProductCard(page: Page, product: Product) -> impl IntoView {
                                         Some(up) => format!("{} – {}", grouped(s.from), grouped(up)),
                                         None => format!("over {}", grouped(s.from)),
                                     };
-                                    let flat = (!s.flat_amount.is_zero())
-                                        .then(|| format!(" + {} flat", unit_price(currency, s.flat_amount)))
-                                        .unwrap_or_default();
+                                    let flat = if s.flat_amount.is_zero() {
+                                        String::new()
+                                    } else {
+                                        format!(" + {} flat", unit_price(currency, s.flat_amount))
+                                    };
                                     view! {
                                         <tr>
                                             <td>{name.clone()}</td>
@@ -319,8 +318,9 @@ fn ProductCard(page: Page, product: Product) -> impl IntoView {
     let cap_id = format!("limit-{key}");
     let cap_raw = {
         let key = key.clone();
-        move || state.with(|s| s.limits.get(&key).cloned().unwrap_or_default())
+        Memo::new(move |_| state.with(|s| s.limits.get(&key).cloned().unwrap_or_default()))
     };
+    let initial_cap = cap_raw.get_untracked();
     let on_cap = {
         let key = key.clone();
         move |ev| {
@@ -330,15 +330,11 @@ fn ProductCard(page: Page, product: Product) -> impl IntoView {
             });
         }
     };
-    let cap_error = {
-        let field = Field::Limit(key.clone());
-        move || eval.with(|e| e.error(&field).map(str::to_owned))
-    };
+    let cap_error = field_error(eval, Field::Limit(key.clone()));
     let cap_text = {
-        let (book, product, key) = (page.book.clone(), product.clone(), key.clone());
-        move || {
-            let limit =
-                state.with(|s| s.limits.get(&key).map(|r| clean_number(r)).filter(|r| !r.is_empty()))?;
+        let (book, product) = (page.book.clone(), product.clone());
+        Memo::new(move |_| {
+            let limit = cap_raw.with(|r| clean_number(r));
             let limit: Decimal = limit.parse().ok()?;
             let chosen = state.with(|s| s.addons.clone());
             let net = net_factor(eval);
@@ -356,7 +352,7 @@ fn ProductCard(page: Page, product: Product) -> impl IntoView {
                 Err(_) => return None,
             };
             Some(text)
-        }
+        })
     };
     let chart_label = format!("Cost of {} against usage, tier boundaries marked", product.metered.name);
     view! {
@@ -395,12 +391,17 @@ fn ProductCard(page: Page, product: Product) -> impl IntoView {
                 <label for=cap_id.clone()>{format!("Spend cap for {} (whole {} per month, after discount)", product.metered.name, currency.code())}</label>
                 <input id=cap_id class="number" type="text" inputmode="numeric" autocomplete="off"
                     name=format!("limit.{key}") placeholder="no cap"
-                    value=cap_raw.clone() prop:value=cap_raw on:input=on_cap/>
+                    value=initial_cap prop:value=cap_raw on:input=on_cap/>
                 <p class="cap-text">{cap_text}</p>
                 <p class="error" role="alert">{cap_error}</p>
             </div>
         </article>
     }
+}
+
+/// The message of a field, memoized: it re-renders only when it changes.
+fn field_error(eval: Memo<Evaluation>, field: Field) -> Memo<Option<String>> {
+    Memo::new(move |_| eval.with(|e| e.error(&field).map(str::to_owned)))
 }
 
 /// The commitment's net factor (1 − discount) in the current bill; 1 without a commitment.
@@ -419,8 +420,9 @@ fn AddonToggle(page: Page, key: String, name: String, note: String) -> impl Into
     let state = page.state;
     let checked = {
         let key = key.clone();
-        move || state.with(|s| s.addons.contains(&key))
+        Memo::new(move |_| state.with(|s| s.addons.contains(&key)))
     };
+    let initially = checked.get_untracked();
     let on_change = {
         let key = key.clone();
         move |ev| {
@@ -434,14 +436,11 @@ fn AddonToggle(page: Page, key: String, name: String, note: String) -> impl Into
             });
         }
     };
-    let error = {
-        let field = Field::Addon(key.clone());
-        move || page.eval.with(|e| e.error(&field).map(str::to_owned))
-    };
+    let error = field_error(page.eval, Field::Addon(key.clone()));
     let id = format!("addon-{key}");
     view! {
         <div class="toggle">
-            <input id=id.clone() type="checkbox" name="addon" value=key checked=checked.clone() prop:checked=checked on:change=on_change/>
+            <input id=id.clone() type="checkbox" name="addon" value=key checked=initially prop:checked=checked on:change=on_change/>
             <label for=id>{name}<span class="note">{note}</span></label>
             <p class="error" role="alert">{error}</p>
         </div>
@@ -526,12 +525,13 @@ fn CommitmentPicker(page: Page) -> impl IntoView {
     let offer = book.commitment().cloned()?;
     let currency = page.currency();
     let (eval, state) = (page.eval, page.state);
-    let raw = move || state.with(|s| s.commitment.clone());
+    let raw = Memo::new(move |_| state.with(|s| s.commitment.clone()));
+    let initial_raw = raw.get_untracked();
     let on_input = move |ev| {
         let value = event_target_value(&ev);
         state.update(|s| s.commitment = value);
     };
-    let error = move || eval.with(|e| e.error(&Field::Commitment).map(str::to_owned));
+    let error = field_error(eval, Field::Commitment);
     let subtotal = move || eval.with(|e| e.bill.as_ref().map_or(Decimal::ZERO, |b| b.subtotal));
     let twelve_times = {
         let minimum = offer.minimum_credit;
@@ -613,7 +613,7 @@ fn CommitmentPicker(page: Page) -> impl IntoView {
             <ul class="brackets">{brackets}</ul>
             <label for="commitment">"Yearly credit"</label>
             <input id="commitment" class="number" type="text" inputmode="decimal" autocomplete="off" name="commitment"
-                placeholder="no commitment" value=raw prop:value=raw on:input=on_input aria-describedby="commitment-error"/>
+                placeholder="no commitment" value=initial_raw prop:value=raw on:input=on_input aria-describedby="commitment-error"/>
             <p class="error" id="commitment-error" role="alert">{error}</p>
             <div class="presets">
                 <button type="submit" class="secondary" id="commit-12x" name="commitment" value=twelve_times

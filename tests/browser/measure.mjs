@@ -1,14 +1,10 @@
 // Measures the pricing page for BENCHMARKS.md (numbers, never a pass/fail): the bytes a first visit transfers
 // (HTML + JS + wasm + CSS as served, compressed) and the time from an input event to the updated #total.
 //
-//   node tests/browser/measure.mjs            (uses target/release/tally when built, else target/debug/tally)
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { ROOT, launchChromium, startTally } from './harness.mjs';
+//   node tests/browser/measure.mjs     (TALLY_BIN=… to pick the binary; default target/debug/tally: the sizes and
+//                                       the browser-side latency do not depend on how the server was built)
+import { launchChromium, startTally } from './harness.mjs';
 
-if (!process.env.TALLY_BIN && existsSync(join(ROOT, 'target/release/tally'))) {
-  process.env.TALLY_BIN = join(ROOT, 'target/release/tally');
-}
 const tally = await startTally();
 const browser = await launchChromium();
 try {
@@ -40,7 +36,7 @@ try {
   const samples = await page.evaluate(async () => {
     const input = document.querySelector('#usage-events');
     const total = document.querySelector('#total');
-    const out = { dom: [], frame: [] };
+    const out = { sync: [], dom: [], frame: [] };
     for (let i = 0; i < 300; i++) {
       const before = total.getAttribute('data-amount');
       const changed = new Promise((resolve) => {
@@ -52,6 +48,7 @@ try {
       input.value = String(3_000_000 + i * 17_000);
       const t0 = performance.now();
       input.dispatchEvent(new Event('input', { bubbles: true }));
+      out.sync.push(performance.now() - t0);
       const t1 = await changed;
       await new Promise((r) => requestAnimationFrame(() => r()));
       const t2 = performance.now();
@@ -66,6 +63,7 @@ try {
     return `median ${q(0.5)} ms, p95 ${q(0.95)} ms, max ${s[s.length - 1].toFixed(2)} ms`;
   };
   console.log('input event → #total updated (300 inputs on #usage-events):');
+  console.log(`  input handler returned: ${stats(samples.sync)}`);
   console.log(`  DOM updated:            ${stats(samples.dom)}`);
   console.log(`  next animation frame:   ${stats(samples.frame)}`);
   await context.close();
