@@ -46,6 +46,16 @@ const PAGE: &[(&str, &str)] = &[("limit", "PageLimit"), ("cursor", "PageCursor")
 pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
+        path: "/",
+        summary: "The pricing page (HTML). Its query is the estimate: one parameter per meter, addon=<key> repeated, \
+                  limit.<product>=<amount>, commitment=<yearly credit>",
+        access: Access::Public,
+        body: None,
+        ok: (200, "Html"),
+        query: &[],
+    },
+    Operation {
+        method: "get",
         path: "/healthz",
         summary: "Whether the database answers",
         access: Access::Public,
@@ -339,6 +349,10 @@ pub fn document() -> Value {
             "parameters": parameters,
             "responses": responses,
         });
+        if op.path == "/" {
+            operation["responses"]["200"]["content"] =
+                json!({"text/html": {"schema": {"$ref": "#/components/schemas/Html"}}});
+        }
         if op.path == "/v1/invoices/{id}" {
             operation["responses"]["200"]["content"]["text/csv"] =
                 json!({"schema": {"type": "string", "description": "one row per line and tier slice"}});
@@ -434,6 +448,7 @@ fn schemas() -> Value {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"type": "string"}, "message": {"type": "string"},
             "details": {"type": "array", "items": {"type": "object", "required": ["path", "message"], "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}}}}}},
+        "Html": {"type": "string", "description": "an HTML document"},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok", "unavailable"]}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"], "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}}},
         "CustomerId": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},

@@ -4,7 +4,7 @@
 //!
 //! * [`state`]: the page's state as the quote request's own words (the URL query) and its evaluation.
 //! * [`app`]: the components.
-//! * [`scale`], [`explain`], [`format`]: slider scales, cost curves and caps, how numbers read.
+//! * [`scale`], [`explain`], [`mod@format`]: slider scales, cost curves and caps, how numbers read.
 //! * [`shell`] (ssr): the HTML document around the app, with the price book for the client to hydrate from.
 
 pub mod app;
