@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use crate::explain::{cap_buys, free_allowance, Curve};
 use crate::format::{compact, grouped, money, percent, unit_price};
 use crate::scale::Scale;
-use crate::state::{clean_number, evaluate, Evaluation, Field, PageState};
+use crate::state::{clean_number, evaluate, has_input, Evaluation, Field, PageState};
 
 /// What every part of the page reads: the book, the state as typed, and its evaluation.
 #[derive(Clone)]
@@ -47,7 +47,24 @@ pub fn App(book: Arc<PriceBook>, initial: PageState) -> impl IntoView {
         .iter()
         .map(|p| view! { <ProductCard page=page.clone() product=p.clone()/> })
         .collect();
-    let general_error = move || eval.with(|e| e.error(&Field::Request).map(str::to_owned));
+    // Messages of what has no input of its own (an unknown add-on in a link, say), and of the request as a whole.
+    let general_error = {
+        let book = book.clone();
+        Memo::new(move |_| {
+            eval.with(|e| {
+                let lines: Vec<String> = e
+                    .errors
+                    .iter()
+                    .filter(|(field, _)| !has_input(&book, field))
+                    .map(|(field, message)| match field {
+                        Field::Addon(key) => format!("addon={key}: {message}"),
+                        _ => message.clone(),
+                    })
+                    .collect();
+                (!lines.is_empty()).then(|| lines.join("; "))
+            })
+        })
+    };
     view! {
         <a class="skip" href="#summary">"Skip to the estimate"</a>
         <header class="hero">

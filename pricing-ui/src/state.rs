@@ -168,8 +168,10 @@ impl Evaluation {
 pub fn evaluate(book: &PriceBook, state: &PageState) -> Evaluation {
     let mut errors = BTreeMap::new();
     let mut skip = BTreeSet::new();
-    // Each round leaves out the fields of the previous one's problems; a field is never refused twice.
-    for _ in 0..4 {
+    // Each round leaves out the fields of the previous one's problems; a field is never refused twice. An error
+    // lists at most `MAX_ISSUES` problems (then "… and N more"), so a query with more bad fields than that takes
+    // a few rounds; the bound keeps a hostile query's cost in check.
+    for _ in 0..ROUNDS {
         let request = state.request_json(&skip);
         let outcome = QuoteRequest::from_json_for(book, &request.to_string())
             .and_then(|r| compute(book, &r).map(Bill::into_owned));
@@ -178,6 +180,9 @@ pub fn evaluate(book: &PriceBook, state: &PageState) -> Evaluation {
             Err(Error::InvalidRequest(issues)) => {
                 let before = skip.len();
                 for issue in issues {
+                    if issue.path.is_empty() && issue.message.starts_with('…') {
+                        continue; // "… and N more": the next round lists them
+                    }
                     let field = state.field_of(&issue.path, &request);
                     errors.entry(field.clone()).or_insert_with(|| issue.message.clone());
                     skip.insert(field);
@@ -192,7 +197,25 @@ pub fn evaluate(book: &PriceBook, state: &PageState) -> Evaluation {
             }
         }
     }
+    errors.insert(Field::Request, "too many invalid parameters".to_owned());
     Evaluation { request: state.request_json(&skip), bill: None, errors }
+}
+
+/// The most rounds of leaving out refused fields (each refuses up to 50).
+const ROUNDS: usize = 8;
+
+/// Whether a field has an input of its own on the page (its message shows beside it); the others' messages show
+/// in the page's general message.
+pub fn has_input(book: &PriceBook, field: &Field) -> bool {
+    match field {
+        Field::Usage(meter) => book.has_meter(meter),
+        Field::Addon(key) => {
+            book.platform_addon(key).is_some() || book.addon(key).is_some_and(|a| a.optional)
+        }
+        Field::Limit(product) => book.product(product).is_some(),
+        Field::Commitment => book.commitment().is_some(),
+        Field::Request => false,
+    }
 }
 
 /// A number as typed, without the separators people type (`2,000,000`, `2 000 000`, `2_000_000`).

@@ -130,6 +130,24 @@ fn a_query_in_the_request_s_own_words() {
 }
 
 #[test]
+fn a_hostile_query_with_hundreds_of_bad_fields_still_prices_the_good_ones() {
+    let book = book();
+    let mut query: Vec<String> = (0..300).map(|i| format!("addon=nope{i}")).collect();
+    query.push("events=2000000&identified_events=2000000".into());
+    let eval = evaluate(&book, &PageState::from_query(&book, &query.join("&")));
+    assert_eq!(eval.bill.unwrap().total.to_string(), "248.00");
+    assert_eq!(eval.errors.len(), 300);
+    assert!(
+        eval.errors.keys().all(|f| !pricing_ui::state::has_input(&book, f)),
+        "shown in the general message"
+    );
+    // Past what the rounds allow, the page says so instead of pricing a request it cannot check.
+    let query: Vec<String> = (0..1000).map(|i| format!("addon=nope{i}")).collect();
+    let eval = evaluate(&book, &PageState::from_query(&book, &query.join("&")));
+    assert!(eval.error(&Field::Request).is_some());
+}
+
+#[test]
 fn the_published_example_on_the_page() {
     let book = book();
     let eval = evaluate(&book, &PageState::from_query(&book, "events=2000000&identified_events=2000000"));

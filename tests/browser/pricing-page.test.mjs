@@ -176,6 +176,8 @@ test('a bad parameter shows a message beside its input, never an error page', as
     assert.notEqual((await page.locator(id).textContent()).trim(), '', id);
   }
   assert.notEqual((await page.locator('#product-session_replay .cap .error').textContent()).trim(), '');
+  // An add-on the book does not have has no toggle: its message is the page's general one.
+  assert.match(await page.locator('p.error.general').textContent(), /addon=nope/);
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });
