@@ -74,12 +74,16 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/invoices/{id}/pay", post(pay_invoice))
         .route("/v1/invoices/{id}/void", post(void_invoice));
     if let Some(site) = &state.assets.site {
-        // The wasm bundle, precompressed by scripts/build-ui (gzip; brotli too when it had the tool); revalidated on every load (its names carry no hash).
+        // The wasm bundle, precompressed by scripts/build-ui (gzip; brotli too when it had the tool); revalidated
+        // on every load, as its names carry no hash.
         let files = tower_http::services::ServeDir::new(site.join("pkg"))
             .precompressed_gzip()
             .precompressed_br()
             .fallback(axum::handler::HandlerWithoutStateExt::into_service(not_found));
-        router = router.nest_service("/pkg", files).layer(middleware::map_response(revalidate_assets));
+        router = router.nest(
+            "/pkg",
+            Router::new().fallback_service(files).layer(middleware::map_response(revalidate_assets)),
+        );
     }
     router
         .fallback(not_found)
