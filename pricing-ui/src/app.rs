@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use billing_core::{commitment_advice, AdviceOption, Bill, Currency, LineKind, PriceBook, Product};
+use billing_core::{commitment_advice, AdviceOption, Bill, Currency, LineKind, PriceBook, Product, Rounding};
 use leptos::prelude::*;
 use rust_decimal::Decimal;
 
@@ -394,7 +394,7 @@ fn ProductCard(page: Page, product: Product) -> impl IntoView {
                 {cap_line}
                 <circle class="marker" r="7" cx=move || marker.get().0 cy=move || marker.get().1/>
             </svg>
-            <p class="curve-axis" aria-hidden="true"><span>"usage →"</span><span>{format!("{} at {}", money(currency, curve.top_cost), compact(scale.quantity(scale.max_position())))}</span></p>
+            <p class="curve-axis" aria-hidden="true"><span>"usage →"</span><span>{format!("{} at {}", money(currency, currency.round(curve.top_cost, Rounding::HalfAwayFromZero)), compact(scale.quantity(scale.max_position())))}</span></p>
             <details class="how">
                 <summary>"How this is calculated"</summary>
                 <table>
