@@ -20,6 +20,8 @@ use crate::http::AppState;
 pub struct Assets {
     /// The site folder (holding `pkg/`), when it holds a complete bundle.
     pub site: Option<PathBuf>,
+    /// Leptos' options for the hydration scripts (where the bundle is), built once with `site`.
+    options: Option<LeptosOptions>,
 }
 
 /// The files a complete bundle has in `pkg/`.
@@ -51,19 +53,19 @@ impl Assets {
                  serving the page without JavaScript, as a form"
             ),
         }
-        Assets { site }
-    }
-
-    /// Leptos' options for the hydration scripts, when the bundle is there.
-    pub fn options(&self) -> Option<LeptosOptions> {
-        let site = self.site.as_ref()?;
-        Some(
+        let options = site.as_ref().map(|site| {
             LeptosOptions::builder()
                 .output_name(pricing_ui::OUTPUT_NAME)
                 .site_root(site.display().to_string())
                 .site_pkg_dir("pkg")
-                .build(),
-        )
+                .build()
+        });
+        Assets { site, options }
+    }
+
+    /// Leptos' options for the hydration scripts, when the bundle is there.
+    pub fn options(&self) -> Option<&LeptosOptions> {
+        self.options.as_ref()
     }
 }
 
@@ -78,7 +80,7 @@ pub(crate) async fn page(State(state): State<AppState>, request: Request) -> Res
         book,
         book_json: Arc::from(script_json(&json)),
         query: request.uri().query().unwrap_or_default().to_owned(),
-        options: state.assets.options(),
+        options: state.assets.options().cloned(),
     };
     let render = leptos_axum::render_app_to_stream_with_context(|| {}, move || shell(input.clone()));
     let mut response = render(request).await.into_response();

@@ -76,13 +76,7 @@ impl Curve {
     pub fn new(product: &Product, scale: &Scale) -> Curve {
         let charges: Vec<ChargeModel> =
             own_meter_charges(product, &BTreeSet::new()).into_iter().cloned().collect();
-        let cost = |q: Decimal| -> Decimal {
-            Quantity::new(q)
-                .ok()
-                .and_then(|q| charges.iter().map(|c| c.amount(q).ok()).sum::<Option<Decimal>>())
-                .unwrap_or(Decimal::ZERO)
-        };
-        let points: Vec<Decimal> = scale.stops().iter().map(|q| cost(*q)).collect();
+        let points: Vec<Decimal> = scale.stops().iter().map(|q| cost_of(&charges, *q)).collect();
         let top_cost = points.iter().copied().max().unwrap_or(Decimal::ZERO).max(Decimal::ONE);
         let max = scale.max_position().max(1);
         let mut path = String::new();
@@ -102,17 +96,21 @@ impl Curve {
 
     /// The point of usage `q`: (x, y), clamped to the chart.
     pub fn point(&self, scale: &Scale, q: Decimal) -> (i64, i64) {
-        let cost = Quantity::new(q.min(Quantity::MAX))
-            .ok()
-            .and_then(|q| self.charges.iter().map(|c| c.amount(q).ok()).sum::<Option<Decimal>>())
-            .unwrap_or(Decimal::ZERO);
-        (scale.permille(q), y_of(cost, self.top_cost))
+        (scale.permille(q), y_of(cost_of(&self.charges, q.min(Quantity::MAX)), self.top_cost))
     }
 
     /// The y of a cost (clamped to the chart).
     pub fn y(&self, cost: Decimal) -> i64 {
         y_of(cost, self.top_cost)
     }
+}
+
+/// The list price of `q` under `charges` (zero for a quantity the core refuses or cannot price).
+fn cost_of(charges: &[ChargeModel], q: Decimal) -> Decimal {
+    Quantity::new(q)
+        .ok()
+        .and_then(|q| charges.iter().map(|c| c.amount(q).ok()).sum::<Option<Decimal>>())
+        .unwrap_or(Decimal::ZERO)
 }
 
 /// The closed tiers' upper bounds.

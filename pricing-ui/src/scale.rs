@@ -2,7 +2,7 @@
 //! dozen per power of ten (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9 × 10ⁿ), from 0 to a top set by the product's
 //! tiers. Integer arithmetic only: positions are indexes into the list of stops.
 
-use billing_core::{ChargeModel, Metered, Quantity};
+use billing_core::{ChargeModel, Metered};
 use rust_decimal::Decimal;
 
 /// Mantissas of a decade, in tenths.
@@ -95,11 +95,6 @@ impl Scale {
         }
         marks
     }
-}
-
-/// A usage value a slider can show: the quantity itself when it is one, else zero.
-pub fn slider_value(q: Option<Quantity>) -> Decimal {
-    q.map_or(Decimal::ZERO, Quantity::value)
 }
 
 #[cfg(test)]
