@@ -181,6 +181,11 @@ impl Slices<'_> {
         Slices { whole: Cow::Borrowed(&[]), last: slice }
     }
 
+    /// Slices from their parts: the whole tiers passed through, then the tier reached.
+    pub fn from_parts(whole: Vec<Slice>, last: Slice) -> Slices<'static> {
+        Slices { whole: Cow::Owned(whole), last }
+    }
+
     /// The slices, in tier order.
     pub fn iter(&self) -> impl Iterator<Item = &Slice> + '_ {
         self.whole.iter().chain(std::iter::once(&self.last))
@@ -563,6 +568,31 @@ impl ChargeModel {
         match self {
             ChargeModel::Volume(t) => t.volume_peak(q),
             other => other.amount(q),
+        }
+    }
+
+    /// How tier `tier` (1-based) is described on a slice: `(from, up_to, unit_amount, flat_amount)`, or `None` when
+    /// the model has no such tier. The stored form of a bill ([`crate::stored`]) leaves these out of a slice that
+    /// matches them.
+    pub fn tier_terms(&self, tier: usize) -> Option<(Decimal, Option<Decimal>, Decimal, Decimal)> {
+        match self {
+            ChargeModel::PerUnit { unit_amount } => {
+                (tier == 1).then_some((Decimal::ZERO, None, *unit_amount, Decimal::ZERO))
+            }
+            ChargeModel::Package(p) => (tier == 1).then_some((Decimal::ZERO, None, p.amount, Decimal::ZERO)),
+            ChargeModel::Graduated(t) | ChargeModel::Volume(t) => {
+                let row = t.rows.get(tier.checked_sub(1)?)?;
+                Some((row.start, row.tier.up_to, row.tier.unit_amount, row.tier.flat_amount))
+            }
+        }
+    }
+
+    /// The slice a graduated price takes for tier `tier` (1-based) when the quantity passes beyond it, rounded to
+    /// the price book's currency: every bill passing that tier carries this very slice.
+    pub fn whole_slice(&self, tier: usize) -> Option<&Slice> {
+        match self {
+            ChargeModel::Graduated(t) if t.rounded_for.is_some() => t.whole.get(tier.checked_sub(1)?),
+            _ => None,
         }
     }
 

@@ -18,6 +18,7 @@
 //! * [`spend_limit`]: per-product [`SpendLimit`]s, the usage they admit, and alert thresholds.
 //! * [`projection`]: month-end usage and when a limit will be reached.
 //! * [`request`] and [`bill`]: the [`QuoteRequest`], and [`compute`], the one pipeline that produces a [`Bill`].
+//! * [`stored`]: the compact, lossless form an invoice keeps its bill in.
 //!
 //! # Example
 //!
@@ -47,6 +48,7 @@ pub mod projection;
 pub mod quantity;
 pub mod request;
 pub mod spend_limit;
+pub mod stored;
 #[cfg(test)]
 mod testing;
 pub mod wire;
