@@ -1170,7 +1170,7 @@ async fn get_run(State(state): State<AppState>, headers: HeaderMap, Id(id): Id) 
     Ok(Json(run_json(&run)?))
 }
 
-fn invoice_json(i: &crate::store::InvoiceRow) -> ApiResult<Value> {
+fn invoice_json(service: &Service, i: &crate::store::InvoiceRow) -> ApiResult<Value> {
     let parse = |text: &str| serde_json::from_str::<Value>(text).map_err(|e| ApiError::internal(&e));
     Ok(json!({
         "id": i.id,
@@ -1181,7 +1181,7 @@ fn invoice_json(i: &crate::store::InvoiceRow) -> ApiResult<Value> {
         "price_book_version": i.price_book_version,
         "currency": i.currency,
         "request": parse(&i.request)?,
-        "bill": parse(&i.bill)?,
+        "bill": service.invoice_bill(i)?,
         "total": i.total,
         "credit_applied": i.credit_applied,
         "amount_due": i.amount_due,
@@ -1241,7 +1241,8 @@ async fn list_invoices(
         .invoices(&filter, q.cursor.as_deref(), i64::try_from(limit + 1).unwrap_or(501))
         .await?;
     let more = rows.len() > limit;
-    let data: Vec<Value> = rows.iter().take(limit).map(invoice_json).collect::<ApiResult<_>>()?;
+    let data: Vec<Value> =
+        rows.iter().take(limit).map(|i| invoice_json(&state.service, i)).collect::<ApiResult<_>>()?;
     let next = more.then(|| rows[limit - 1].id.clone());
     Ok(Json(json!({"data": data, "next_cursor": next})))
 }
@@ -1256,8 +1257,7 @@ async fn get_invoice(State(state): State<AppState>, headers: HeaderMap, Id(id): 
         }
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let bill: billing_core::Bill<'static> =
-        serde_json::from_str(&invoice.bill).map_err(|e| ApiError::internal(&e))?;
+    let bill = state.service.invoice_bill(&invoice)?;
     if accept.contains("text/csv") {
         let csv = crate::render::invoice_csv(&invoice, &bill);
         return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], csv)
@@ -1268,7 +1268,7 @@ async fn get_invoice(State(state): State<AppState>, headers: HeaderMap, Id(id): 
         return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html)
             .into_response());
     }
-    Ok(Json(invoice_json(&invoice)?).into_response())
+    Ok(Json(invoice_json(&state.service, &invoice)?).into_response())
 }
 
 async fn lifecycle(
@@ -1279,7 +1279,7 @@ async fn lifecycle(
 ) -> ApiResult<Json<Value>> {
     admin(state, headers).await?;
     let invoice = state.service.transition(id, action, &state.run_settings.prefix).await?;
-    Ok(Json(invoice_json(&invoice)?))
+    Ok(Json(invoice_json(&state.service, &invoice)?))
 }
 
 async fn issue_invoice(

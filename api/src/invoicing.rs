@@ -343,7 +343,7 @@ impl Service {
             price_book_version: book.version().unwrap_or("").to_owned(),
             currency: book.currency().code().to_owned(),
             request: serde_json::to_string(&request).map_err(|e| e.to_string())?,
-            bill: serde_json::to_string(&bill).map_err(|e| e.to_string())?,
+            bill: billing_core::stored::encode(&bill, &book)?,
             total: bill.total.to_string(),
             credit_applied: bill.credit_applied.to_string(),
             amount_due: bill.amount_due.to_string(),

@@ -235,6 +235,23 @@ impl Service {
             .map_or_else(|| self.fallback.clone(), |v| v.book.clone())
     }
 
+    /// The published version labelled `version`.
+    pub fn book_version(&self, version: &str) -> Option<Arc<PriceBook>> {
+        self.versions().iter().find(|v| v.book.version() == Some(version)).map(|v| v.book.clone())
+    }
+
+    /// An invoice's bill, read from its stored form against the price-book version it names.
+    ///
+    /// # Errors
+    /// `Store(Corrupt)` when the version is not published or the stored bill does not read.
+    pub fn invoice_bill(&self, invoice: &crate::store::InvoiceRow) -> Outcome<Bill<'static>> {
+        let corrupt = |e: String| Failure::Store(StoreError::Corrupt(format!("invoice {}: {e}", invoice.id)));
+        let book = self.book_version(&invoice.price_book_version).ok_or_else(|| {
+            corrupt(format!("its price-book version `{}` is not published", invoice.price_book_version))
+        })?;
+        billing_core::stored::decode(&invoice.bill, &book).map_err(corrupt)
+    }
+
     /// Publishes a new version.
     ///
     /// # Errors
@@ -683,7 +700,7 @@ impl Service {
         let book = self.book_at(period.start());
         let request =
             QuoteRequest::from_json_for(&book, &invoice.request).map_err(|e| corrupt(e.to_string()))?;
-        let bill: Bill<'static> = serde_json::from_str(&invoice.bill).map_err(|e| corrupt(e.to_string()))?;
+        let bill = self.invoice_bill(&invoice)?;
         Ok(Some((book, request, bill)))
     }
 

@@ -594,8 +594,8 @@ const EVENTS_PER_STATEMENT: usize = 500;
 macro_rules! sql_store {
     (
         $name:ident, $pool:ty, $db:ty, $backend:literal, $migrations:expr, $params:expr,
-        begin_write: $begin_write:literal, claim_lock: $claim_lock:literal, share_lock: $share_lock:literal,
-        update_lock: $update_lock:literal, lock_first: $lock_first:literal
+        begin_write: $begin_write:literal, share_lock: $share_lock:literal,
+        update_lock: $update_lock:literal, lock_first: $lock_first:literal, due_query: $due_query:expr
     ) => {
         /// The store on this database.
         #[derive(Debug, Clone)]
@@ -1393,120 +1393,20 @@ macro_rules! sql_store {
                 price: &PriceFn<'_>,
             ) -> StoreResult<BatchDone> {
                 let mut tx = self.pool.begin_with($begin_write).await?;
-                let rows = sqlx::query(&format!(
-                    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE open_until <= $1 AND NOT EXISTS
-                     (SELECT 1 FROM invoice_run_failures f WHERE f.run_id = $2 AND f.customer_id = customers.id)
-                     ORDER BY open_until, id LIMIT $3{}",
-                    $claim_lock
-                ))
-                .bind(run.as_of)
-                .bind(&run.id)
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&mut *tx)
-                .await?;
-                if rows.is_empty() {
+                // The batch and everything pricing it needs, as one JSON document built by the database: one row
+                // crosses to this task instead of one per customer, usage total, cap, commitment and credit entry.
+                let doc: Option<String> = sqlx::query_scalar($due_query)
+                    .bind(run.as_of)
+                    .bind(&run.id)
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let due = parse_due(doc.as_deref().unwrap_or("[]"))?;
+                if due.is_empty() {
                     tx.rollback().await?;
                     return Ok(BatchDone::default());
                 }
-                let mut due: Vec<Due> = rows
-                    .iter()
-                    .map(|r| {
-                        Ok(Due {
-                            customer: customer_row(r)?,
-                            totals: Vec::new(),
-                            limits: Vec::new(),
-                            commitments: Vec::new(),
-                            credits: Vec::new(),
-                        })
-                    })
-                    .collect::<StoreResult<_>>()?;
-                let at: std::collections::HashMap<String, usize> =
-                    due.iter().enumerate().map(|(i, d)| (d.customer.id.clone(), i)).collect();
                 let claimed = due.len();
-                for first in (0..claimed).step_by(IN_LIST) {
-                    let chunk: Vec<(String, i64)> = due[first..(first + IN_LIST).min(claimed)]
-                        .iter()
-                        .map(|d| (d.customer.id.clone(), d.customer.open_from))
-                        .collect();
-                    // By customer (the primary key's prefix) and the few period starts of the batch; the exact
-                    // (customer, period) pairs are picked below. (A row-value `IN (VALUES …)` scans the table.)
-                    let mut starts: Vec<i64> = chunk.iter().map(|(_, s)| *s).collect();
-                    starts.sort_unstable();
-                    starts.dedup();
-                    let sql = format!(
-                        "SELECT customer_id, period_start, meter, events_micros, reported_micros FROM usage_totals
-                         WHERE customer_id IN {} AND period_start IN {} ORDER BY customer_id, meter",
-                        $params(0, chunk.len()),
-                        $params(chunk.len(), starts.len())
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for (id, _) in &chunk {
-                        query = query.bind(id.as_str());
-                    }
-                    for start in &starts {
-                        query = query.bind(*start);
-                    }
-                    for r in query.fetch_all(&mut *tx).await? {
-                        let customer: String = r.get("customer_id");
-                        let start: i64 = r.get("period_start");
-                        if let Some(i) = at.get(&customer).filter(|i| due[**i].customer.open_from == start) {
-                            due[*i].totals.push(MeterTotal {
-                                meter: r.get("meter"),
-                                events_micros: r.get("events_micros"),
-                                reported_micros: r.get("reported_micros"),
-                            });
-                        }
-                    }
-                    let ids = $params(0, chunk.len());
-                    let sql = format!(
-                        "SELECT customer_id, product, amount, pinned_period_start, pinned_amount FROM spend_limits
-                         WHERE customer_id IN {ids} ORDER BY customer_id, product"
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for (id, _) in &chunk {
-                        query = query.bind(id.as_str());
-                    }
-                    for r in query.fetch_all(&mut *tx).await? {
-                        let customer: String = r.get("customer_id");
-                        let start: Option<i64> = r.get("pinned_period_start");
-                        let amount: Option<i64> = r.get("pinned_amount");
-                        if let Some(i) = at.get(&customer) {
-                            due[*i].limits.push(LimitRow {
-                                product: r.get("product"),
-                                amount: r.get("amount"),
-                                pinned: start.zip(amount),
-                            });
-                        }
-                    }
-                    let sql = format!(
-                        "SELECT id, customer_id, yearly_credit, terms, starts_at, expires_at, created_at FROM commitments
-                         WHERE customer_id IN {ids} ORDER BY customer_id, starts_at, created_at, id"
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for (id, _) in &chunk {
-                        query = query.bind(id.as_str());
-                    }
-                    for r in query.fetch_all(&mut *tx).await? {
-                        let c = commitment_row(&r)?;
-                        if let Some(i) = at.get(&c.customer_id) {
-                            due[*i].commitments.push(c);
-                        }
-                    }
-                    let sql = format!(
-                        "SELECT customer_id, commitment_id, invoice_id, kind, amount, at FROM credit_entries
-                         WHERE customer_id IN {ids} ORDER BY seq"
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for (id, _) in &chunk {
-                        query = query.bind(id.as_str());
-                    }
-                    for r in query.fetch_all(&mut *tx).await? {
-                        let customer: String = r.get("customer_id");
-                        if let Some(i) = at.get(&customer) {
-                            due[*i].credits.push(credit_row(&r)?);
-                        }
-                    }
-                }
                 let mut priced = Vec::with_capacity(claimed);
                 let mut failures = Vec::new();
                 for d in &due {
@@ -1613,6 +1513,138 @@ macro_rules! sql_store {
             }
         }
     };
+}
+
+/// The next batch of an invoice run (`$1` as_of, `$2` run id, `$3` how many), with each customer's usage in its
+/// open period, caps, commitments and credit movements: one JSON array, one element per customer, in claim order
+/// (see [`parse_due`]). SQLite: under the write lock `BEGIN IMMEDIATE` took.
+const SQLITE_DUE: &str = "
+SELECT json_group_array(json_array(
+    c.id, c.name, c.billing_anchor, c.addons, c.created_at, c.updated_at, c.open_from, c.open_until,
+    json((SELECT json_group_array(json_array(u.meter, u.events_micros, u.reported_micros) ORDER BY u.meter)
+          FROM usage_totals u WHERE u.customer_id = c.id AND u.period_start = COALESCE(c.open_from, c.billing_anchor))),
+    json((SELECT json_group_array(json_array(l.product, l.amount, l.pinned_period_start, l.pinned_amount)
+                                  ORDER BY l.product)
+          FROM spend_limits l WHERE l.customer_id = c.id)),
+    json((SELECT json_group_array(json_array(m.id, m.yearly_credit, m.terms, m.starts_at, m.expires_at, m.created_at)
+                                  ORDER BY m.starts_at, m.created_at, m.id)
+          FROM commitments m WHERE m.customer_id = c.id)),
+    json((SELECT json_group_array(json_array(e.commitment_id, e.invoice_id, e.kind, e.amount, e.at) ORDER BY e.seq)
+          FROM credit_entries e WHERE e.customer_id = c.id))))
+FROM (SELECT * FROM customers WHERE open_until <= $1 AND NOT EXISTS
+      (SELECT 1 FROM invoice_run_failures f WHERE f.run_id = $2 AND f.customer_id = customers.id)
+      ORDER BY open_until, id LIMIT $3) c";
+
+/// [`SQLITE_DUE`] for PostgreSQL: the customers claimed with `FOR UPDATE SKIP LOCKED`, so concurrent workers take
+/// disjoint batches.
+const POSTGRES_DUE: &str = "
+WITH c AS (SELECT * FROM customers WHERE open_until <= $1 AND NOT EXISTS
+           (SELECT 1 FROM invoice_run_failures f WHERE f.run_id = $2 AND f.customer_id = customers.id)
+           ORDER BY open_until, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+SELECT json_agg(json_build_array(
+    c.id, c.name, c.billing_anchor, c.addons, c.created_at, c.updated_at, c.open_from, c.open_until,
+    (SELECT COALESCE(json_agg(json_build_array(u.meter, u.events_micros, u.reported_micros) ORDER BY u.meter), '[]')
+     FROM usage_totals u WHERE u.customer_id = c.id AND u.period_start = COALESCE(c.open_from, c.billing_anchor)),
+    (SELECT COALESCE(json_agg(json_build_array(l.product, l.amount, l.pinned_period_start, l.pinned_amount)
+                              ORDER BY l.product), '[]')
+     FROM spend_limits l WHERE l.customer_id = c.id),
+    (SELECT COALESCE(json_agg(json_build_array(m.id, m.yearly_credit, m.terms, m.starts_at, m.expires_at, m.created_at)
+                              ORDER BY m.starts_at, m.created_at, m.id), '[]')
+     FROM commitments m WHERE m.customer_id = c.id),
+    (SELECT COALESCE(json_agg(json_build_array(e.commitment_id, e.invoice_id, e.kind, e.amount, e.at) ORDER BY e.seq), '[]')
+     FROM credit_entries e WHERE e.customer_id = c.id))
+    ORDER BY c.open_until, c.id)::text
+FROM c";
+
+/// One customer of [`SQLITE_DUE`]'s document: its columns, then its usage, caps, commitments and credit movements.
+type DueDoc = (
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Vec<(String, i64, i64)>,
+    Vec<(String, i64, Option<i64>, Option<i64>)>,
+    Vec<(String, String, String, i64, i64, i64)>,
+    Vec<(String, String, String, String, i64)>,
+);
+
+/// Reads the document of [`SQLITE_DUE`] / [`POSTGRES_DUE`].
+fn parse_due(doc: &str) -> StoreResult<Vec<Due>> {
+    let rows: Vec<DueDoc> = serde_json::from_str(doc).map_err(|e| corrupt("invoice batch", e))?;
+    rows.into_iter()
+        .map(
+            |(
+                id,
+                name,
+                billing_anchor,
+                addons,
+                created_at,
+                updated_at,
+                open_from,
+                open_until,
+                usage,
+                limits,
+                commitments,
+                credits,
+            )| {
+                let commitments = commitments
+                    .into_iter()
+                    .map(|(cid, yearly_credit, terms, starts_at, expires_at, created_at)| CommitmentRow {
+                        id: cid,
+                        customer_id: id.clone(),
+                        yearly_credit,
+                        terms,
+                        starts_at,
+                        expires_at,
+                        created_at,
+                    })
+                    .collect();
+                Ok(Due {
+                    customer: CustomerRow {
+                        addons: serde_json::from_str(&addons).map_err(|e| corrupt("customer add-ons", e))?,
+                        id,
+                        name,
+                        billing_anchor,
+                        created_at,
+                        updated_at,
+                        open_from: open_from.unwrap_or(billing_anchor),
+                        open_until,
+                    },
+                    totals: usage
+                        .into_iter()
+                        .map(|(meter, events_micros, reported_micros)| MeterTotal {
+                            meter,
+                            events_micros,
+                            reported_micros,
+                        })
+                        .collect(),
+                    limits: limits
+                        .into_iter()
+                        .map(|(product, amount, start, pinned)| LimitRow {
+                            product,
+                            amount,
+                            pinned: start.zip(pinned),
+                        })
+                        .collect(),
+                    commitments,
+                    credits: credits
+                        .into_iter()
+                        .map(|(commitment_id, invoice_id, kind, amount, at)| CreditEntry {
+                            commitment_id,
+                            invoice_id,
+                            kind,
+                            amount,
+                            at,
+                        })
+                        .collect(),
+                })
+            },
+        )
+        .collect()
 }
 
 fn customer_row<R: Row>(r: &R) -> StoreResult<CustomerRow>
@@ -1735,10 +1767,11 @@ where
 
 sql_store!(
     SqliteStore, sqlx::SqlitePool, sqlx::Sqlite, "sqlite", SQLITE_MIGRATIONS, sqlite_params,
-    begin_write: "BEGIN IMMEDIATE", claim_lock: "", share_lock: "", update_lock: "", lock_first: false
+    begin_write: "BEGIN IMMEDIATE", share_lock: "", update_lock: "", lock_first: false,
+    due_query: SQLITE_DUE
 );
 sql_store!(
     PgStore, sqlx::PgPool, sqlx::Postgres, "postgres", POSTGRES_MIGRATIONS, postgres_params,
-    begin_write: "BEGIN", claim_lock: " FOR UPDATE SKIP LOCKED", share_lock: " FOR SHARE",
-    update_lock: " FOR UPDATE", lock_first: true
+    begin_write: "BEGIN", share_lock: " FOR SHARE",
+    update_lock: " FOR UPDATE", lock_first: true, due_query: POSTGRES_DUE
 );
