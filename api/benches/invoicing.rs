@@ -125,10 +125,10 @@ async fn raw_insert(database: &str, rows: &[InvoiceRow]) -> Duration {
         }};
     }
     if database.starts_with("sqlite") {
-        let conn = sqlx::SqliteConnection::connect(database).await.expect("connect");
-        let mut conn = conn;
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut conn).await.expect("wal");
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut conn).await.expect("sync");
+        // A connection configured as the store's (WAL, synchronous NORMAL, page cache), its pool checkpointing in the
+        // background as the store's does: the same database, the same settings, only the run's work left out.
+        let (pool, _alive) = store::sqlite_pool(database).await.expect("pool");
+        let conn = pool.acquire().await.expect("connect").detach();
         go!(conn, "CREATE TABLE raw_invoices AS SELECT * FROM invoices WHERE 0", |_| format!(
             "({})",
             vec!["?"; 18].join(", ")

@@ -15,8 +15,8 @@ use rust_decimal::Decimal;
 
 use crate::service::{instant, invalid, micros, Failure, Outcome, Service};
 use crate::store::{
-    BatchDone, CommitmentRow, CreditEntry, CustomerRow, Due, InvoiceAction, InvoiceRow, PricedInvoice,
-    RunRow, Transition,
+    BatchDone, CommitmentRow, CreditEntry, CustomerRow, Due, InvoiceAction, InvoiceRow, PriceFn,
+    PricedInvoice, RunRow, Transition,
 };
 
 /// The default prefix of invoice numbers.
@@ -423,12 +423,15 @@ impl Service {
     }
 
     async fn worker(
-        &self,
+        self: &Arc<Self>,
         run: &RunRow,
         settings: &RunSettings,
         progress: &(dyn Fn(BatchDone) + Send + Sync),
     ) -> Outcome<()> {
-        let price = |due: &Due| self.price_due(due, run, micros(self.now()));
+        let price: PriceFn = {
+            let (service, run) = (Arc::clone(self), run.clone());
+            Arc::new(move |due: &Due| service.price_due(due, &run, micros(service.now())))
+        };
         let mut retries = 0;
         loop {
             match self

@@ -335,6 +335,12 @@ fn price(due: &Due, run: &RunRow, n: &AtomicU32) -> Result<PricedInvoice, String
     })
 }
 
+/// [`price`] as the store takes it.
+fn pricer(run: &RunRow, n: &Arc<AtomicU32>) -> api::store::PriceFn {
+    let (run, n) = (run.clone(), Arc::clone(n));
+    Arc::new(move |due: &Due| price(due, &run, &n))
+}
+
 #[tokio::test]
 async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
     on_every_store(|s| async move {
@@ -349,8 +355,8 @@ async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
         assert!(created);
         let (joined, created) = s.open_run("run_2", 5_000, false, 6, 0).await.unwrap();
         assert_eq!((joined.id.as_str(), created), ("run_1", false), "one running run per as_of");
-        let n = AtomicU32::new(0);
-        let price = |due: &Due| price(due, &run, &n);
+        let n = Arc::new(AtomicU32::new(0));
+        let price = pricer(&run, &n);
         // Periods [0, 2000) and [2000, 4000) end by 5000; [4000, 6000) does not.
         let first = s.invoice_batch(&run, 10, "INV-", 1, &price).await.unwrap();
         assert_eq!(first, BatchDone { claimed: 3, invoiced: 2, failed: 1 });
@@ -403,6 +409,67 @@ async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
 }
 
 #[tokio::test]
+async fn a_batch_larger_than_its_pipeline_chunks_invoices_every_period_once_in_order() {
+    // 350 customers, each with two ended periods (a second one only after the first is written), every 50th one
+    // unpriceable; batches of up to 1,000 customer periods, so a batch runs through several chunks of its pipeline.
+    on_every_store(|s| async move {
+        let ids: Vec<String> =
+            (0..350).map(|i| if i % 50 == 7 { format!("bad{i:03}") } else { format!("m{i:03}") }).collect();
+        for id in &ids {
+            s.insert_customer(&CustomerRow { open_from: 0, open_until: Some(2_000), ..customer(id) }, id)
+                .await
+                .unwrap();
+        }
+        let events: Vec<NewEvent> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| event(id, "e", "m", i64::try_from(i).unwrap() + 1, 10))
+            .collect();
+        s.insert_events(&events, 0).await.unwrap();
+        let (run, _) = s.open_run("run_big", 4_500, true, 700, 0).await.unwrap();
+        let n = Arc::new(AtomicU32::new(0));
+        let price = pricer(&run, &n);
+        let mut batches = Vec::new();
+        loop {
+            let done = s.invoice_batch(&run, 1_000, "B-", 1, &price).await.unwrap();
+            if done.claimed == 0 {
+                break;
+            }
+            batches.push(done);
+        }
+        assert!(batches[0].claimed > 200, "one batch spans several chunks: {batches:?}");
+        let good = ids.iter().filter(|id| id.starts_with('m')).count();
+        let invoiced: usize = batches.iter().map(|b| b.invoiced).sum();
+        let failed: usize = batches.iter().map(|b| b.failed).sum();
+        assert_eq!((invoiced, failed), (2 * good, 7), "{batches:?}");
+        assert_eq!(s.pending(run.as_of, &run.id).await.unwrap(), 0);
+        let stored = s.run(&run.id).await.unwrap().unwrap();
+        assert_eq!((usize::try_from(stored.invoiced).unwrap(), stored.failures.len()), (2 * good, 7));
+        let mut numbers = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let filter = InvoiceFilter { customer_id: Some(id.clone()), ..InvoiceFilter::default() };
+            let invoices = s.invoices(&filter, None, 10).await.unwrap();
+            let customer = s.customer(id).await.unwrap().unwrap();
+            if id.starts_with("bad") {
+                assert!(invoices.is_empty(), "{id}");
+                assert_eq!(customer.open_from, 0, "{id}'s period stays open");
+                continue;
+            }
+            let mut periods: Vec<(i64, String)> =
+                invoices.iter().map(|v| (v.period_start, v.total.clone())).collect();
+            periods.sort();
+            assert_eq!(periods, [(0, (i + 1).to_string()), (2_000, "0".to_owned())], "{id}");
+            assert_eq!((customer.open_from, customer.open_until), (4_000, Some(6_000)), "{id}");
+            numbers.extend(invoices.into_iter().map(|v| v.number.unwrap()));
+        }
+        numbers.sort();
+        let expected: Vec<String> = (1..=2 * good).map(|i| format!("B-{i:06}")).collect();
+        assert_eq!(numbers, expected, "numbers are given once each, without a gap");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn concurrent_workers_invoice_every_customer_once() {
     on_every_store(|s| async move {
         for i in 0..120 {
@@ -420,8 +487,8 @@ async fn concurrent_workers_invoice_every_customer_once() {
                 let (s, run, n) = (s.clone(), run.clone(), n.clone());
                 tokio::spawn(async move {
                     let mut invoiced = 0;
+                    let price = pricer(&run, &n);
                     loop {
-                        let price = |due: &Due| price(due, &run, &n);
                         match s.invoice_batch(&run, 7, "T-", 1, &price).await {
                             Ok(done) if done.claimed == 0 => {
                                 if s.pending(run.as_of, &run.id).await.unwrap() == 0 {
@@ -475,8 +542,8 @@ async fn an_issued_invoice_cannot_change_even_below_the_store() {
         s.insert_commitment(&cm).await.unwrap();
         assert_eq!(s.commitments("a").await.unwrap(), std::slice::from_ref(&cm));
         let (run, _) = s.open_run("run_t", 2_000, false, 1, 0).await.unwrap();
-        let n = AtomicU32::new(0);
-        s.invoice_batch(&run, 10, "INV-", 1, &|due: &Due| price(due, &run, &n)).await.unwrap();
+        let n = Arc::new(AtomicU32::new(0));
+        s.invoice_batch(&run, 10, "INV-", 1, &pricer(&run, &n)).await.unwrap();
         assert_eq!(s.credit_entries("a").await.unwrap().len(), 1);
         let id = "in_a_0";
         // The unique key refuses a second invoice of the period, even written straight to the database.
@@ -542,9 +609,10 @@ async fn usage_racing_an_invoice_run_is_either_in_the_invoice_or_refused() {
                 })
             })
             .collect();
-        let n = AtomicU32::new(0);
+        let n = Arc::new(AtomicU32::new(0));
+        let price = pricer(&run, &n);
         loop {
-            let done = s.invoice_batch(&run, 3, "INV-", 1, &|due: &Due| price(due, &run, &n)).await.unwrap();
+            let done = s.invoice_batch(&run, 3, "INV-", 1, &price).await.unwrap();
             if done.claimed == 0 && s.pending(run.as_of, &run.id).await.unwrap() == 0 {
                 break;
             }
