@@ -18,6 +18,10 @@ use billing_core::PriceBook;
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
 
+/// The allocator the `tally` binary runs with (src/main.rs), so the run measured is the run `tally invoice run` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const METERS: [&str; 5] =
     ["events", "recordings", "feature_flag_requests", "cdp_trigger_events", "survey_responses"];
 
@@ -129,10 +133,25 @@ async fn raw_insert(database: &str, rows: &[InvoiceRow]) -> Duration {
         // background as the store's does: the same database, the same settings, only the run's work left out.
         let (pool, _alive) = store::sqlite_pool(database).await.expect("pool");
         let conn = pool.acquire().await.expect("connect").detach();
-        go!(conn, "CREATE TABLE raw_invoices AS SELECT * FROM invoices WHERE 0", |_| format!(
-            "({})",
-            vec!["?"; 18].join(", ")
-        ))
+        // The same table: the invoices table's own definition and indexes (its unique keys are what makes a run
+        // exactly-once), renamed, as PostgreSQL's `LIKE invoices INCLUDING ALL` does.
+        let mut conn = conn;
+        let ddl: Vec<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'invoices' AND type IN ('table', 'index') AND sql IS NOT NULL
+             ORDER BY type DESC",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("schema");
+        let table = ddl[0].replacen("CREATE TABLE invoices", "CREATE TABLE raw_invoices", 1);
+        sqlx::query(&table).execute(&mut conn).await.expect("table");
+        for statement in &ddl[1..] {
+            let renamed = statement
+                .replacen("INDEX invoices_", "INDEX raw_invoices_", 1)
+                .replace(" ON invoices ", " ON raw_invoices ");
+            sqlx::query(&renamed).execute(&mut conn).await.expect("index");
+        }
+        go!(conn, "SELECT 1", |_| format!("({})", vec!["?"; 18].join(", ")))
     } else {
         let conn = sqlx::PgConnection::connect(database).await.expect("connect");
         go!(conn, "CREATE TABLE raw_invoices (LIKE invoices INCLUDING ALL)", |p: usize| {

@@ -102,7 +102,7 @@ enum InvoiceCommand {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         workers: u16,
         /// Customers invoiced per transaction.
-        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=5000))]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=5000))]
         batch: u16,
         /// Prefix of invoice numbers.
         #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::invoicing::DEFAULT_PREFIX)]

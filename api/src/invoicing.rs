@@ -35,7 +35,7 @@ pub struct RunSettings {
 
 impl Default for RunSettings {
     fn default() -> Self {
-        RunSettings { workers: 1, batch: 500, prefix: DEFAULT_PREFIX.into() }
+        RunSettings { workers: 1, batch: 1000, prefix: DEFAULT_PREFIX.into() }
     }
 }
 
@@ -361,19 +361,18 @@ impl Service {
     /// # Errors
     /// Storage errors.
     pub async fn count_eligible(&self, as_of: DateTime<Utc>) -> Outcome<i64> {
+        // Grouped by billing anchor (all a customer's periods follow from it): one calendar walk per anchor, not
+        // per customer (100,000 customers on one anchor: 0.9 s → a GROUP BY).
         let mut count = 0_i64;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store().customers(after.as_deref(), 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for c in &page {
-                let mut period = Service::period_of_anchor(instant(c.billing_anchor)?)?;
-                while period.end() <= as_of {
-                    count += 1;
-                    period = Service::period_of(c, period.end())?;
-                }
+        for (anchor, customers) in self.store().anchor_counts(micros(as_of)).await? {
+            let anchor = instant(anchor)?;
+            let mut period = Service::period_of_anchor(anchor)?;
+            let mut ended = 0_i64;
+            while period.end() <= as_of {
+                ended += 1;
+                period = BillingPeriod::monthly(anchor, period.end()).map_err(|m| invalid("as_of", m))?;
             }
+            count = count.saturating_add(ended.saturating_mul(customers));
         }
         Ok(count)
     }

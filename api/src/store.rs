@@ -454,6 +454,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_open_until(&self, customer_id: &str, open_until: i64) -> StoreResult<()>;
     /// Customers whose open period has no end yet.
     async fn customers_without_open_until(&self) -> StoreResult<Vec<CustomerRow>>;
+    /// How many customers share each billing anchor before `before` (micros), by anchor: a customer's periods
+    /// follow from its anchor alone.
+    async fn anchor_counts(&self, before: i64) -> StoreResult<Vec<(i64, i64)>>;
 
     /// Stores a commitment.
     async fn insert_commitment(&self, commitment: &CommitmentRow) -> StoreResult<()>;
@@ -1347,6 +1350,17 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn anchor_counts(&self, before: i64) -> StoreResult<Vec<(i64, i64)>> {
+                let rows = sqlx::query(
+                    "SELECT billing_anchor, COUNT(*) AS n FROM customers WHERE billing_anchor < $1
+                     GROUP BY billing_anchor ORDER BY billing_anchor",
+                )
+                .bind(before)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(|r| (r.get("billing_anchor"), r.get("n"))).collect())
             }
 
             async fn customers_without_open_until(&self) -> StoreResult<Vec<CustomerRow>> {
