@@ -5,7 +5,7 @@
 //!
 //! `cargo bench -p api --bench invoicing` (PostgreSQL too when `TALLY_BENCH_POSTGRES_URL` or
 //! `TALLY_TEST_POSTGRES_URL` names a database to create bench databases from). `TALLY_BENCH_CUSTOMERS` changes the
-//! number of customers.
+//! number of customers, `TALLY_BENCH_PG_WORKERS` the PostgreSQL run's workers (4).
 
 use std::process::Command;
 use std::sync::{Arc, RwLock};
@@ -169,6 +169,7 @@ async fn bench(database: &str, label: &str, customers: usize, workers: usize) {
     let started = Instant::now();
     populate(&store, customers).await;
     let populated = started.elapsed();
+    println!("{label}: {customers} customers × {} meters (populated in {populated:.1?})", METERS.len());
 
     // The run, as `tally invoice run` does it.
     let started = Instant::now();
@@ -236,7 +237,6 @@ async fn bench(database: &str, label: &str, customers: usize, workers: usize) {
 
     let rate = per_second(customers, elapsed);
     let raw_rate = per_second(rows.len(), raw);
-    println!("{label}: {customers} customers × {} meters (populated in {populated:.1?})", METERS.len());
     println!(
         "  invoice run ({workers} worker{}): {elapsed:.2?} = {rate} invoices/s (counting eligible periods: {counted:.2?})",
         if workers == 1 { "" } else { "s" }
@@ -267,7 +267,12 @@ fn main() {
         let _ =
             Command::new("psql").args([admin.as_str(), "-qAtc", &format!("CREATE DATABASE {name}")]).status();
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
-        rt.block_on(bench(&format!("{base}/{name}"), "PostgreSQL", customers, 4));
+        rt.block_on(bench(
+            &format!("{base}/{name}"),
+            "PostgreSQL",
+            customers,
+            std::env::var("TALLY_BENCH_PG_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(4),
+        ));
         let _ = Command::new("psql")
             .args([admin.as_str(), "-qAtc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
             .status();
