@@ -6,8 +6,8 @@
 //! price-book version an invoice names never changes. So the stored form keeps every number the bill computed
 //! (quantities, units per slice, exact and rounded amounts, sums, the commitment and spend-limit summaries) and
 //! leaves out only what is *identical* to the book — as Stripe's invoice line items point at their `price` instead
-//! of copying it. On the example book it is a quarter of the bill's JSON for usage alone, about a third with a
-//! commitment and caps.
+//! of copying it. On the example book it is a fifth of the bill's JSON for usage alone (4,421 → 909 bytes), about a
+//! third with a commitment, a cap and prepaid credit (5,555 → 1,896).
 //!
 //! It is lossless by construction: a field is left out only when the book's value is bit-for-bit the bill's
 //! (value and scale), and [`decode`] puts the book's value back; anything else (a line the book does not describe,
