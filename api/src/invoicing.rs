@@ -432,16 +432,21 @@ impl Service {
             Arc::new(move |due: &Due| service.price_due(due, &run, micros(service.now())))
         };
         let mut retries = 0;
+        // Passes over the customers in id order: each batch starts after the last one claimed. A customer with
+        // several ended periods has one invoiced per pass; a pass that finds nothing left after its cursor starts
+        // the next from the first id.
+        let mut cursor = String::new();
         loop {
             match self
                 .store()
-                .invoice_batch(run, settings.batch, &settings.prefix, micros(self.now()), &price)
+                .invoice_batch(run, &mut cursor, settings.batch, &settings.prefix, micros(self.now()), &price)
                 .await
             {
                 Ok(done) if done.claimed > 0 => {
                     retries = 0;
                     progress(done);
                 }
+                Ok(_) if !cursor.is_empty() => cursor.clear(),
                 Ok(_) => {
                     // Nothing to claim: done, unless another worker holds customers it has not committed yet
                     // (or a crashed one's transaction is still being rolled back): wait for them.

@@ -343,11 +343,11 @@ struct PricedChunk<A> {
 }
 
 /// A chunk as the database read it: the document of [`parse_due`] (parsed on the pricing thread), how many customers
-/// it holds, and the claim-order key `(open_until, id)` of its last customer (where the next chunk starts).
+/// it holds, and the id of its last customer (claim order is by id: the next chunk starts after it).
 struct ReadChunk {
     doc: String,
     count: usize,
-    last: (i64, String),
+    last: String,
 }
 
 /// Customers per chunk of a batch's pipeline (see `invoice_batch`).
@@ -514,10 +514,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `FOR UPDATE SKIP LOCKED`, so concurrent workers take different customers; on SQLite the transaction holds
     /// the write lock from its start), reads what `price` needs, stores each invoice with its credit consumption
     /// and the customer's next open period, records failures and moves the run's counter. A crash at any point
-    /// leaves all of it or none.
+    /// leaves all of it or none. Customers are claimed in id order after `cursor`, which is left at the last one
+    /// claimed (a worker passes it on to its next batch; from an empty cursor, a batch starts at the first id).
     async fn invoice_batch(
         &self,
         run: &RunRow,
+        cursor: &mut String,
         limit: usize,
         prefix: &str,
         now: i64,
@@ -637,10 +639,12 @@ impl MigrationSource<'static> for Embedded {
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "service", include_str!("../../migrations/sqlite/0001_service.sql")),
     (2, "invoicing", include_str!("../../migrations/sqlite/0002_invoicing.sql")),
+    (3, "claim by id", include_str!("../../migrations/sqlite/0003_claim_by_id.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "service", include_str!("../../migrations/postgres/0001_service.sql")),
     (2, "invoicing", include_str!("../../migrations/postgres/0002_invoicing.sql")),
+    (3, "claim by id", include_str!("../../migrations/postgres/0003_claim_by_id.sql")),
 ];
 
 /// Ids per `IN (…)` list, rows per multi-row insert of invoices (18 parameters each): far below both databases'
@@ -712,37 +716,36 @@ macro_rules! sql_store {
         }
 
         impl $name {
-            /// Up to `n` customers of `run` after `after` in claim order (`open_until`, `id`), with all pricing needs;
+            /// Up to `n` customers of `run` after the id `after` in claim order (by id), with all pricing needs;
             /// `None` when none is left.
             async fn due_chunk(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 run: &RunRow,
-                after: (i64, String),
+                after: String,
                 n: usize,
             ) -> StoreResult<Option<ReadChunk>> {
                 // Everything as one JSON document built by the database: one row crosses to this task instead of one
                 // per customer, usage total, cap, commitment and credit entry. It is parsed on the pricing thread:
                 // only the count and the last key, which the next read needs, are read here.
                 let n = i64::try_from(n).unwrap_or(i64::MAX);
-                let (doc, count, last): (Option<String>, i64, Option<(i64, String)>) = match $claim_query {
+                let (doc, count, last): (Option<String>, i64, Option<String>) = match $claim_query {
                     // PostgreSQL: the rows locked first, then read by a statement of its own, whose snapshot is
                     // taken after the locks: usage committed before a lock was granted is in it. (Read in the
                     // locking statement, it would miss usage committed while that statement ran.)
                     Some(claim) => {
-                        let claimed: Vec<(String, i64)> = sqlx::query_as(claim)
+                        let claimed: Vec<String> = sqlx::query_scalar(claim)
                             .bind(run.as_of)
                             .bind(&run.id)
                             .bind(n)
-                            .bind(after.0)
-                            .bind(after.1)
+                            .bind(after)
                             .fetch_all(&mut **tx)
                             .await?;
-                        let Some(last) = claimed.last().map(|(id, until)| (*until, id.clone())) else {
+                        let Some(last) = claimed.last().cloned() else {
                             return Ok(None);
                         };
                         let sql = $due_query.replace("{ids}", &$params(0, claimed.len()));
                         let mut query = sqlx::query_scalar(&sql);
-                        for (id, _) in &claimed {
+                        for id in &claimed {
                             query = query.bind(id);
                         }
                         let doc = query.fetch_one(&mut **tx).await?;
@@ -754,13 +757,10 @@ macro_rules! sql_store {
                             .bind(run.as_of)
                             .bind(&run.id)
                             .bind(n)
-                            .bind(after.0)
-                            .bind(after.1)
+                            .bind(after)
                             .fetch_one(&mut **tx)
                             .await?;
-                        let until: Option<i64> = row.try_get("last_until")?;
-                        let id: Option<String> = row.try_get("last_id")?;
-                        (row.try_get("doc")?, row.try_get("n")?, until.zip(id))
+                        (row.try_get("doc")?, row.try_get("n")?, row.try_get("last_id")?)
                     }
                 };
                 match (doc, last) {
@@ -1676,13 +1676,14 @@ macro_rules! sql_store {
             async fn invoice_batch(
                 &self,
                 run: &RunRow,
+                cursor: &mut String,
                 limit: usize,
                 prefix: &str,
                 now: i64,
                 price: &PriceFn,
             ) -> StoreResult<BatchDone> {
                 let mut tx = self.pool.begin_with($begin_write).await?;
-                let first = Self::due_chunk(&mut tx, run, (i64::MIN, String::new()), limit.min(DUE_CHUNK)).await?;
+                let first = Self::due_chunk(&mut tx, run, cursor.clone(), limit.min(DUE_CHUNK)).await?;
                 let Some(mut chunk) = first else {
                     tx.rollback().await?;
                     return Ok(BatchDone::default());
@@ -1691,13 +1692,15 @@ macro_rules! sql_store {
                 // into statements on a blocking thread (the other core), the database writes the chunk priced before
                 // and reads the next. The transaction holds the write lock (SQLite) or the claimed rows (PostgreSQL)
                 // throughout, so what a chunk read cannot change before its invoices commit. Chunks follow the claim
-                // order by key, so a chunk never holds a customer of the chunk before it; a customer whose next period
-                // also ended comes back, after its first period's invoice is written, in a later chunk.
+                // order (by id), so a chunk never holds a customer of the chunk before it; a customer whose next
+                // period also ended too comes back in a later batch, after its first period's invoice is committed.
                 let mut done = BatchDone::default();
                 let mut priced = None;
+                let mut claimed_last = String::new();
                 loop {
                     done.claimed += chunk.count;
                     let ReadChunk { doc, last, .. } = chunk;
+                    claimed_last.clone_from(&last);
                     let (pricer, issuing) = (Arc::clone(price), run.issue);
                     let pricing = tokio::task::spawn_blocking(move || Self::prepare(&doc, &pricer, issuing));
                     let wanted = limit.saturating_sub(done.claimed).min(DUE_CHUNK);
@@ -1730,28 +1733,28 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                *cursor = claimed_last;
                 Ok(done)
             }
         }
     };
 }
 
-/// The next chunk of an invoice run (`$1` as_of, `$2` run id, `$3` how many, after `($4, $5)` in claim order
-/// `(open_until, id)`), with each customer's usage in its
-/// open period, caps, commitments and credit movements: one JSON array, one element per customer, in claim order
-/// (see [`parse_due`]), beside how many customers it holds and the claim-order key of the last (`n`, `last_until`,
-/// `last_id`: where the next chunk starts, read without parsing the document). The customers are materialized once,
-/// in claim order, which the aggregate keeps. SQLite: under the write lock `BEGIN IMMEDIATE` took. The inner lists are unordered (an
+/// The next chunk of an invoice run (`$1` as_of, `$2` run id, `$3` how many, after the id `$4` in claim order: by
+/// id), with each customer's usage in its open period, caps, commitments and credit movements: one JSON array, one
+/// element per customer, in claim order (see [`parse_due`]), beside how many customers it holds and the id of the
+/// last (`n`, `last_id`: where the next chunk starts, read without parsing the document). The customers are
+/// materialized once, in claim order, which the aggregate keeps. Claim order is the primary key's, not an index on
+/// `open_until`: invoicing a period then rewrites the customer's row and no index (see ARCHITECTURE.md). SQLite: under the write lock `BEGIN IMMEDIATE` took. The inner lists are unordered (an
 /// `ORDER BY` inside each aggregate costs a temporary B-tree per customer, measured 7.8 → 4.8 ms a batch of 500);
 /// [`parse_due`] orders them.
 const SQLITE_DUE: &str = "
 WITH c AS MATERIALIZED (SELECT * FROM customers WHERE open_until <= $1 AND NOT EXISTS
       (SELECT 1 FROM invoice_run_failures f WHERE f.run_id = $2 AND f.customer_id = customers.id)
-      AND (open_until, id) > ($4, $5)
-      ORDER BY open_until, id LIMIT $3)
+      AND id > $4
+      ORDER BY id LIMIT $3)
 SELECT count(*) AS n,
-    (SELECT open_until FROM c ORDER BY open_until DESC, id DESC LIMIT 1) AS last_until,
-    (SELECT id FROM c ORDER BY open_until DESC, id DESC LIMIT 1) AS last_id,
+    max(c.id) AS last_id,
     json_group_array(json_array(
     c.id, c.name, c.billing_anchor, c.addons, c.created_at, c.updated_at, c.open_from, c.open_until,
     (SELECT json_group_array(json_array(u.meter, u.events_micros, u.reported_micros))
@@ -1767,10 +1770,10 @@ FROM c";
 /// The next chunk of a run on PostgreSQL (parameters as [`SQLITE_DUE`]'s), claimed with `FOR UPDATE SKIP LOCKED`
 /// so concurrent workers take disjoint chunks.
 const POSTGRES_CLAIM: &str = "
-SELECT id, open_until FROM customers WHERE open_until <= $1 AND NOT EXISTS
+SELECT id FROM customers WHERE open_until <= $1 AND NOT EXISTS
     (SELECT 1 FROM invoice_run_failures f WHERE f.run_id = $2 AND f.customer_id = customers.id)
-    AND (open_until, id) > ($4, $5)
-ORDER BY open_until, id LIMIT $3 FOR UPDATE SKIP LOCKED";
+    AND id > $4
+ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED";
 
 /// [`SQLITE_DUE`]'s document for PostgreSQL, of the customers [`POSTGRES_CLAIM`] locked (`{ids}`: their ids'
 /// parameters).
@@ -1787,7 +1790,7 @@ SELECT json_agg(json_build_array(
      FROM commitments m WHERE m.customer_id = c.id),
     (SELECT COALESCE(json_agg(json_build_array(e.commitment_id, e.invoice_id, e.kind, e.amount, e.at)), '[]')
      FROM credit_entries e WHERE e.customer_id = c.id))
-    ORDER BY c.open_until, c.id)::text
+    ORDER BY c.id)::text
 FROM c";
 
 /// One customer of [`SQLITE_DUE`]'s document: its columns, then its usage, caps, commitments and credit movements.

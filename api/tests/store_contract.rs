@@ -358,15 +358,15 @@ async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
         let n = Arc::new(AtomicU32::new(0));
         let price = pricer(&run, &n);
         // Periods [0, 2000) and [2000, 4000) end by 5000; [4000, 6000) does not.
-        let first = s.invoice_batch(&run, 10, "INV-", 1, &price).await.unwrap();
+        let first = s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &price).await.unwrap();
         assert_eq!(first, BatchDone { claimed: 3, invoiced: 2, failed: 1 });
-        let second = s.invoice_batch(&run, 10, "INV-", 1, &price).await.unwrap();
+        let second = s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &price).await.unwrap();
         assert_eq!(
             second,
             BatchDone { claimed: 2, invoiced: 2, failed: 0 },
             "a failed customer is not retried in its run"
         );
-        assert_eq!(s.invoice_batch(&run, 10, "INV-", 1, &price).await.unwrap(), BatchDone::default());
+        assert_eq!(s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &price).await.unwrap(), BatchDone::default());
         assert_eq!(s.pending(5_000, &run.id).await.unwrap(), 0);
         assert_eq!(s.pending(5_000, "another run").await.unwrap(), 1, "the failed customer is still due");
         let stored = s.run(&run.id).await.unwrap().unwrap();
@@ -431,7 +431,7 @@ async fn a_batch_larger_than_its_pipeline_chunks_invoices_every_period_once_in_o
         let price = pricer(&run, &n);
         let mut batches = Vec::new();
         loop {
-            let done = s.invoice_batch(&run, 1_000, "B-", 1, &price).await.unwrap();
+            let done = s.invoice_batch(&run, &mut String::new(), 1_000, "B-", 1, &price).await.unwrap();
             if done.claimed == 0 {
                 break;
             }
@@ -489,7 +489,7 @@ async fn concurrent_workers_invoice_every_customer_once() {
                     let mut invoiced = 0;
                     let price = pricer(&run, &n);
                     loop {
-                        match s.invoice_batch(&run, 7, "T-", 1, &price).await {
+                        match s.invoice_batch(&run, &mut String::new(), 7, "T-", 1, &price).await {
                             Ok(done) if done.claimed == 0 => {
                                 if s.pending(run.as_of, &run.id).await.unwrap() == 0 {
                                     return invoiced;
@@ -543,7 +543,7 @@ async fn an_issued_invoice_cannot_change_even_below_the_store() {
         assert_eq!(s.commitments("a").await.unwrap(), std::slice::from_ref(&cm));
         let (run, _) = s.open_run("run_t", 2_000, false, 1, 0).await.unwrap();
         let n = Arc::new(AtomicU32::new(0));
-        s.invoice_batch(&run, 10, "INV-", 1, &pricer(&run, &n)).await.unwrap();
+        s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &pricer(&run, &n)).await.unwrap();
         assert_eq!(s.credit_entries("a").await.unwrap().len(), 1);
         let id = "in_a_0";
         // The unique key refuses a second invoice of the period, even written straight to the database.
@@ -612,7 +612,7 @@ async fn usage_racing_an_invoice_run_is_either_in_the_invoice_or_refused() {
         let n = Arc::new(AtomicU32::new(0));
         let price = pricer(&run, &n);
         loop {
-            let done = s.invoice_batch(&run, 3, "INV-", 1, &price).await.unwrap();
+            let done = s.invoice_batch(&run, &mut String::new(), 3, "INV-", 1, &price).await.unwrap();
             if done.claimed == 0 && s.pending(run.as_of, &run.id).await.unwrap() == 0 {
                 break;
             }
