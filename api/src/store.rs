@@ -352,6 +352,8 @@ struct ReadChunk {
 
 /// Customers per chunk of a batch's pipeline (see `invoice_batch`).
 const DUE_CHUNK: usize = 100;
+/// Customers in a batch's first chunk (see `invoice_batch`).
+const FIRST_CHUNK: usize = 25;
 
 fn price_chunk<A>(
     due: &[Due],
@@ -639,12 +641,12 @@ impl MigrationSource<'static> for Embedded {
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "service", include_str!("../../migrations/sqlite/0001_service.sql")),
     (2, "invoicing", include_str!("../../migrations/sqlite/0002_invoicing.sql")),
-    (3, "claim by id", include_str!("../../migrations/sqlite/0003_claim_by_id.sql")),
+    (3, "invoice run reads", include_str!("../../migrations/sqlite/0003_invoice_run_reads.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "service", include_str!("../../migrations/postgres/0001_service.sql")),
     (2, "invoicing", include_str!("../../migrations/postgres/0002_invoicing.sql")),
-    (3, "claim by id", include_str!("../../migrations/postgres/0003_claim_by_id.sql")),
+    (3, "invoice run reads", include_str!("../../migrations/postgres/0003_invoice_run_reads.sql")),
 ];
 
 /// Ids per `IN (…)` list, rows per multi-row insert of invoices (18 parameters each): far below both databases'
@@ -1683,7 +1685,9 @@ macro_rules! sql_store {
                 price: &PriceFn,
             ) -> StoreResult<BatchDone> {
                 let mut tx = self.pool.begin_with($begin_write).await?;
-                let first = Self::due_chunk(&mut tx, run, cursor.clone(), limit.min(DUE_CHUNK)).await?;
+                // The first chunk is small: while it is priced the database has only the second to read, and a batch's
+                // first pricing is time the database would otherwise wait.
+                let first = Self::due_chunk(&mut tx, run, cursor.clone(), limit.min(FIRST_CHUNK)).await?;
                 let Some(mut chunk) = first else {
                     tx.rollback().await?;
                     return Ok(BatchDone::default());
@@ -1756,7 +1760,7 @@ WITH c AS MATERIALIZED (SELECT * FROM customers WHERE open_until <= $1 AND NOT E
 SELECT count(*) AS n,
     max(c.id) AS last_id,
     json_group_array(json_array(
-    c.id, c.name, c.billing_anchor, c.addons, c.created_at, c.updated_at, c.open_from, c.open_until,
+    c.id, c.name, c.billing_anchor, json(c.addons), c.created_at, c.updated_at, c.open_from, c.open_until,
     (SELECT json_group_array(json_array(u.meter, u.events_micros, u.reported_micros))
           FROM usage_totals u WHERE u.customer_id = c.id AND u.period_start = COALESCE(c.open_from, c.billing_anchor)),
     (SELECT json_group_array(json_array(l.product, l.amount, l.pinned_period_start, l.pinned_amount))
@@ -1780,7 +1784,7 @@ ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED";
 const POSTGRES_DUE: &str = "
 WITH c AS (SELECT * FROM customers WHERE id IN {ids})
 SELECT json_agg(json_build_array(
-    c.id, c.name, c.billing_anchor, c.addons, c.created_at, c.updated_at, c.open_from, c.open_until,
+    c.id, c.name, c.billing_anchor, c.addons::json, c.created_at, c.updated_at, c.open_from, c.open_until,
     (SELECT COALESCE(json_agg(json_build_array(u.meter, u.events_micros, u.reported_micros)), '[]')
      FROM usage_totals u WHERE u.customer_id = c.id AND u.period_start = COALESCE(c.open_from, c.billing_anchor)),
     (SELECT COALESCE(json_agg(json_build_array(l.product, l.amount, l.pinned_period_start, l.pinned_amount)), '[]')
@@ -1798,7 +1802,7 @@ type DueDoc = (
     String,
     String,
     i64,
-    String,
+    Vec<AddonSince>,
     i64,
     i64,
     Option<i64>,
@@ -1852,7 +1856,7 @@ fn parse_due(doc: &str) -> StoreResult<Vec<Due>> {
                 );
                 Ok(Due {
                     customer: CustomerRow {
-                        addons: serde_json::from_str(&addons).map_err(|e| corrupt("customer add-ons", e))?,
+                        addons,
                         id,
                         name,
                         billing_anchor,

@@ -366,7 +366,10 @@ async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
             BatchDone { claimed: 2, invoiced: 2, failed: 0 },
             "a failed customer is not retried in its run"
         );
-        assert_eq!(s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &price).await.unwrap(), BatchDone::default());
+        assert_eq!(
+            s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &price).await.unwrap(),
+            BatchDone::default()
+        );
         assert_eq!(s.pending(5_000, &run.id).await.unwrap(), 0);
         assert_eq!(s.pending(5_000, "another run").await.unwrap(), 1, "the failed customer is still due");
         let stored = s.run(&run.id).await.unwrap().unwrap();
