@@ -412,6 +412,54 @@ async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
 }
 
 #[tokio::test]
+async fn a_batch_claims_after_its_cursor_in_id_order_and_leaves_it_at_the_last_claimed() {
+    // Five customers, two ended periods each: a pass claims each customer once, in id order, from the cursor; the
+    // second periods are the next pass's, from an empty cursor.
+    on_every_store(|s| async move {
+        let ids = ["p1", "p2", "p3", "p4", "p5"];
+        for id in ids.iter().rev() {
+            s.insert_customer(&CustomerRow { open_from: 0, open_until: Some(2_000), ..customer(id) }, id)
+                .await
+                .unwrap();
+        }
+        let (run, _) = s.open_run("run_cursor", 4_500, false, 10, 0).await.unwrap();
+        let n = Arc::new(AtomicU32::new(0));
+        let price = pricer(&run, &n);
+        let mut cursor = String::new();
+        let mut passes = Vec::new();
+        for _ in 0..2 {
+            let mut pass = Vec::new();
+            loop {
+                let before = cursor.clone();
+                let done = s.invoice_batch(&run, &mut cursor, 2, "INV-", 1, &price).await.unwrap();
+                if done.claimed == 0 {
+                    assert_eq!(cursor, before, "a batch that claims nothing leaves the cursor");
+                    break;
+                }
+                assert!(cursor > before, "the cursor moves on: {before} → {cursor}");
+                pass.push((done.claimed, cursor.clone()));
+            }
+            passes.push(pass);
+            cursor.clear();
+        }
+        let expected = vec![(2, "p2".to_owned()), (2, "p4".to_owned()), (1, "p5".to_owned())];
+        assert_eq!(passes, [expected.clone(), expected], "one period per customer and pass, in id order");
+        assert_eq!(
+            s.invoice_batch(&run, &mut cursor, 2, "INV-", 1, &price).await.unwrap(),
+            BatchDone::default()
+        );
+        for id in ids {
+            let filter = InvoiceFilter { customer_id: Some(id.to_owned()), ..InvoiceFilter::default() };
+            let starts: Vec<i64> =
+                s.invoices(&filter, None, 10).await.unwrap().iter().map(|v| v.period_start).collect();
+            assert_eq!(starts.len(), 2, "{id}: {starts:?}");
+            assert!(starts.contains(&0) && starts.contains(&2_000), "{id}: {starts:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_batch_larger_than_its_pipeline_chunks_invoices_every_period_once_in_order() {
     // 350 customers, each with two ended periods (a second one only after the first is written), every 50th one
     // unpriceable; batches of up to 1,000 customer periods, so a batch runs through several chunks of its pipeline.

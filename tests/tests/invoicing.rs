@@ -323,15 +323,29 @@ fn a_commitment_pays_three_months_of_invoices_and_the_ledger_balances_to_the_cen
             assert_eq!(quote, invoice["bill"]);
         }
         assert!(d(&invoices[1]["amount_due"]) > Decimal::ZERO, "September outran its credit");
-        // The ledger now (after November's release): four releases, three consumptions, and a balance that is
-        // their sum to the cent.
+        // The ledger now: a release at each month start of the term passed by today (the server's clock is the
+        // real one), three consumptions, and a balance that is their sum to the cent; from the end of the term
+        // (2027-08-01), what is left has expired.
         let (_, ledger) = answer(server.request("GET", "/v1/customers/acme/credits", &key).call());
         let entries = ledger["entries"].as_array().unwrap();
         let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds.iter().filter(|k| **k == "release").count(), 4, "{kinds:?}");
+        let (released, expired) = releases_by_now("2026-08-01T00:00:00Z", 12);
+        assert_eq!(kinds.iter().filter(|k| **k == "release").count(), released, "{kinds:?}");
         assert_eq!(kinds.iter().filter(|k| **k == "consumption").count(), 3, "{kinds:?}");
+        assert_eq!(kinds.contains(&"expiry"), expired, "{kinds:?}");
         let sum: Decimal = entries.iter().map(|e| d(&e["amount"])).sum();
         assert_eq!(d(&ledger["balance"]), sum);
-        assert_eq!(d(&ledger["balance"]), release * Decimal::from(4) - used);
+        let left = if expired { Decimal::ZERO } else { release * Decimal::from(released) - used };
+        assert_eq!(d(&ledger["balance"]), left);
     }
+}
+
+/// How many monthly releases of a term of `months` starting at `start` happened by now, and whether the term ended.
+fn releases_by_now(start: &str, months: u32) -> (usize, bool) {
+    use chrono::{DateTime, Months, Utc};
+    let start: DateTime<Utc> = start.parse().unwrap();
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let now = DateTime::from_timestamp(i64::try_from(since_epoch.as_secs()).unwrap(), 0).unwrap();
+    let at = |k: u32| start.checked_add_months(Months::new(k)).unwrap();
+    ((0..months).filter(|k| at(*k) <= now).count(), at(months) <= now)
 }
