@@ -775,7 +775,11 @@ macro_rules! sql_store {
 
             /// The pricing thread's part of a chunk: reads the document, prices each customer's period and, unless
             /// the invoices are issued (numbered under the lock, in `write_chunk`), builds the statements storing them.
-            fn prepare(doc: &str, price: &PriceFn, issuing: bool) -> StoreResult<PricedChunk<<$db as sqlx::Database>::Arguments<'static>>> {
+            fn prepare(
+                doc: &str,
+                price: &PriceFn,
+                issuing: bool,
+            ) -> StoreResult<PricedChunk<<$db as sqlx::Database>::Arguments<'static>>> {
                 let due = parse_due(doc)?;
                 let mut chunk = price_chunk(&due, &**price);
                 if !issuing {
