@@ -1753,9 +1753,9 @@ macro_rules! sql_store {
 /// element per customer, in claim order (see [`parse_due`]), beside how many customers it holds and the id of the
 /// last (`n`, `last_id`: where the next chunk starts, read without parsing the document). The customers are
 /// materialized once, in claim order, which the aggregate keeps. Claim order is the primary key's, not an index on
-/// `open_until`: invoicing a period then rewrites the customer's row and no index (see ARCHITECTURE.md). SQLite: under the write lock `BEGIN IMMEDIATE` took. The inner lists are unordered (an
-/// `ORDER BY` inside each aggregate costs a temporary B-tree per customer, measured 7.8 → 4.8 ms a batch of 500);
-/// [`parse_due`] orders them.
+/// `open_until`: invoicing a period then rewrites the customer's row and no index (see ARCHITECTURE.md). SQLite:
+/// under the write lock `BEGIN IMMEDIATE` took. The inner lists are unordered (an `ORDER BY` inside each aggregate
+/// costs a temporary B-tree per customer, measured 7.8 → 4.8 ms a batch of 500); [`parse_due`] orders them.
 const SQLITE_DUE: &str = "
 WITH c AS MATERIALIZED (SELECT * FROM customers WHERE open_until <= $1 AND NOT EXISTS
       (SELECT 1 FROM invoice_run_failures f WHERE f.run_id = $2 AND f.customer_id = customers.id)
@@ -1826,7 +1826,8 @@ fn sorted<T>(items: impl IntoIterator<Item = T>, order: impl FnMut(&T, &T) -> st
 /// Reads the document of [`SQLITE_DUE`] / [`POSTGRES_DUE`].
 fn parse_due(doc: &str) -> StoreResult<Vec<Due>> {
     let rows: Vec<DueDoc> = serde_json::from_str(doc).map_err(|e| corrupt("invoice batch", e))?;
-    rows.into_iter()
+    Ok(rows
+        .into_iter()
         .map(
             |(
                 id,
@@ -1858,7 +1859,7 @@ fn parse_due(doc: &str) -> StoreResult<Vec<Due>> {
                         (a.starts_at, a.created_at, &a.id).cmp(&(b.starts_at, b.created_at, &b.id))
                     },
                 );
-                Ok(Due {
+                Due {
                     customer: CustomerRow {
                         addons,
                         id,
@@ -1896,10 +1897,10 @@ fn parse_due(doc: &str) -> StoreResult<Vec<Due>> {
                             at,
                         })
                         .collect(),
-                })
+                }
             },
         )
-        .collect()
+        .collect())
 }
 
 fn customer_row<R: Row>(r: &R) -> StoreResult<CustomerRow>
