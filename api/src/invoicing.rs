@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 
 use crate::service::{instant, invalid, micros, Failure, Outcome, Service};
 use crate::store::{
-    BatchDone, CommitmentRow, CreditEntry, CustomerRow, Due, InvoiceAction, InvoiceRow, PriceFn,
+    BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, Due, InvoiceAction, InvoiceRow, PriceFn,
     PricedInvoice, RunRow, Transition,
 };
 
@@ -402,10 +402,14 @@ impl Service {
         progress: Arc<dyn Fn(BatchDone) + Send + Sync>,
     ) -> Outcome<RunRow> {
         let mut workers = Vec::new();
+        let cursor = Arc::new(ClaimCursor::default());
         for _ in 0..settings.workers.max(1) {
             let (service, run, settings, progress) =
                 (self.clone(), run.clone(), settings.clone(), progress.clone());
-            workers.push(tokio::spawn(async move { service.worker(&run, &settings, &*progress).await }));
+            let cursor = Arc::clone(&cursor);
+            workers.push(tokio::spawn(
+                async move { service.worker(&run, &settings, &cursor, &*progress).await },
+            ));
         }
         let mut first_error = None;
         for w in workers {
@@ -425,6 +429,7 @@ impl Service {
         self: &Arc<Self>,
         run: &RunRow,
         settings: &RunSettings,
+        cursor: &ClaimCursor,
         progress: &(dyn Fn(BatchDone) + Send + Sync),
     ) -> Outcome<()> {
         let price: PriceFn = {
@@ -432,21 +437,23 @@ impl Service {
             Arc::new(move |due: &Due| service.price_due(due, &run, micros(service.now())))
         };
         let mut retries = 0;
-        // Passes over the customers in id order: each batch starts after the last one claimed. A customer with
-        // several ended periods has one invoiced per pass; a pass that finds nothing left after its cursor starts
-        // the next from the first id.
-        let mut cursor = String::new();
+        // Passes over the customers in id order, the workers of this process sharing one cursor: each claim
+        // starts after the last customer any of them claimed. A customer with several ended periods has one
+        // invoiced per pass; a pass that finds nothing left after the cursor starts the next from the first id.
         loop {
+            let from = cursor.get();
             match self
                 .store()
-                .invoice_batch(run, &mut cursor, settings.batch, &settings.prefix, micros(self.now()), &price)
+                .invoice_batch(run, cursor, settings.batch, &settings.prefix, micros(self.now()), &price)
                 .await
             {
                 Ok(done) if done.claimed > 0 => {
                     retries = 0;
                     progress(done);
                 }
-                Ok(_) if !cursor.is_empty() => cursor.clear(),
+                Ok(_) if !from.is_empty() => {
+                    cursor.restart(&from);
+                }
                 Ok(_) => {
                     // Nothing to claim: done, unless another worker holds customers it has not committed yet
                     // (or a crashed one's transaction is still being rolled back): wait for them.

@@ -381,6 +381,61 @@ pub struct BatchDone {
     pub failed: usize,
 }
 
+/// Where an invoice run's workers claim next: the highest customer id claimed so far in the current pass over the
+/// customers (in id order), shared by the workers of one process. A worker claims after it, so workers take
+/// successive customers instead of each scanning past the ones the others have claimed (with a cursor of its own,
+/// each of N workers read every customer row: N passes' worth of claims). Moved on as each chunk is claimed, before
+/// its invoices commit: a batch that then fails leaves its customers to the next pass.
+#[derive(Debug, Default)]
+pub struct ClaimCursor {
+    at: std::sync::Mutex<String>,
+}
+
+impl ClaimCursor {
+    fn lock(&self) -> std::sync::MutexGuard<'_, String> {
+        // A worker that panicked while holding the lock left a String, which is always valid.
+        self.at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The id claims start after (empty: from the first customer).
+    #[must_use]
+    pub fn get(&self) -> String {
+        self.lock().clone()
+    }
+
+    /// Where a claim that already reached `own` (a batch's own last claim) goes on from: the later of the two.
+    fn after(&self, own: &str) -> String {
+        let at = self.lock();
+        if at.as_str() > own {
+            at.clone()
+        } else {
+            own.to_owned()
+        }
+    }
+
+    /// Records a claim up to `last`; the cursor never moves back but by [`ClaimCursor::restart`].
+    fn advance(&self, last: &str) {
+        let mut at = self.lock();
+        if last > at.as_str() {
+            last.clone_into(&mut at);
+        }
+    }
+
+    /// Starts the next pass from the first customer, if the cursor is still at `seen` (where a batch that claimed
+    /// nothing started): of several workers finding the end of a pass at once, one restarts it, and a worker that
+    /// found the end late does not send the others back to the start of a pass they have already begun.
+    /// Whether it restarted.
+    pub fn restart(&self, seen: &str) -> bool {
+        let mut at = self.lock();
+        if at.as_str() == seen && !seen.is_empty() {
+            at.clear();
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Where storage keeps tally's state. Object-safe, so the service holds an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -516,12 +571,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `FOR UPDATE SKIP LOCKED`, so concurrent workers take different customers; on SQLite the transaction holds
     /// the write lock from its start), reads what `price` needs, stores each invoice with its credit consumption
     /// and the customer's next open period, records failures and moves the run's counter. A crash at any point
-    /// leaves all of it or none. Customers are claimed in id order after `cursor`, which is left at the last one
-    /// claimed (a worker passes it on to its next batch; from an empty cursor, a batch starts at the first id).
+    /// leaves all of it or none. Customers are claimed in id order after `cursor` (from an empty cursor, at the
+    /// first id), which moves on to the last one claimed as each chunk is claimed; a batch that claims nothing
+    /// leaves it where it was.
     async fn invoice_batch(
         &self,
         run: &RunRow,
-        cursor: &mut String,
+        cursor: &ClaimCursor,
         limit: usize,
         prefix: &str,
         now: i64,
@@ -1682,7 +1738,7 @@ macro_rules! sql_store {
             async fn invoice_batch(
                 &self,
                 run: &RunRow,
-                cursor: &mut String,
+                cursor: &ClaimCursor,
                 limit: usize,
                 prefix: &str,
                 now: i64,
@@ -1691,11 +1747,12 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin_with($begin_write).await?;
                 // The first chunk is small: while it is priced the database has only the second to read, and a batch's
                 // first pricing is time the database would otherwise wait.
-                let first = Self::due_chunk(&mut tx, run, cursor.clone(), limit.min(FIRST_CHUNK)).await?;
+                let first = Self::due_chunk(&mut tx, run, cursor.get(), limit.min(FIRST_CHUNK)).await?;
                 let Some(mut chunk) = first else {
                     tx.rollback().await?;
                     return Ok(BatchDone::default());
                 };
+                cursor.advance(&chunk.last);
                 // A pipeline inside the one transaction: while one chunk is read from its document, priced and turned
                 // into statements on a blocking thread (the other core), the database writes the chunk priced before
                 // and reads the next. The transaction holds the write lock (SQLite) or the claimed rows (PostgreSQL)
@@ -1704,11 +1761,9 @@ macro_rules! sql_store {
                 // period also ended too comes back in a later batch, after its first period's invoice is committed.
                 let mut done = BatchDone::default();
                 let mut priced = None;
-                let mut claimed_last = String::new();
                 loop {
                     done.claimed += chunk.count;
                     let ReadChunk { doc, last, .. } = chunk;
-                    claimed_last.clone_from(&last);
                     let (pricer, issuing) = (Arc::clone(price), run.issue);
                     let pricing = tokio::task::spawn_blocking(move || Self::prepare(&doc, &pricer, issuing));
                     let wanted = limit.saturating_sub(done.claimed).min(DUE_CHUNK);
@@ -1720,7 +1775,13 @@ macro_rules! sql_store {
                         if wanted == 0 {
                             return Ok(None);
                         }
-                        Self::due_chunk(&mut tx, run, last, wanted).await
+                        // After what the other workers claimed meanwhile, and never before this batch's own claims
+                        // (the cursor may have been restarted by a worker finding the end of the pass).
+                        let next = Self::due_chunk(&mut tx, run, cursor.after(&last), wanted).await?;
+                        if let Some(next) = &next {
+                            cursor.advance(&next.last);
+                        }
+                        StoreResult::Ok(next)
                     };
                     let (this, next) = tokio::join!(pricing, database);
                     let this = this.map_err(|e| corrupt("pricing", e))??;
@@ -1741,7 +1802,6 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                *cursor = claimed_last;
                 Ok(done)
             }
         }

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use api::store::{
-    self, AddonSince, AlertRow, BatchDone, CommitmentRow, CreditEntry, CustomerRow, Due, Idempotent,
-    InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport, PricedInvoice, RunRow, Store,
-    StoredBook, Transition,
+    self, AddonSince, AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, Due,
+    Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport, PricedInvoice,
+    RunRow, Store, StoredBook, Transition,
 };
 use sqlx::Connection;
 
@@ -358,16 +358,16 @@ async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
         let n = Arc::new(AtomicU32::new(0));
         let price = pricer(&run, &n);
         // Periods [0, 2000) and [2000, 4000) end by 5000; [4000, 6000) does not.
-        let first = s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &price).await.unwrap();
+        let first = s.invoice_batch(&run, &ClaimCursor::default(), 10, "INV-", 1, &price).await.unwrap();
         assert_eq!(first, BatchDone { claimed: 3, invoiced: 2, failed: 1 });
-        let second = s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &price).await.unwrap();
+        let second = s.invoice_batch(&run, &ClaimCursor::default(), 10, "INV-", 1, &price).await.unwrap();
         assert_eq!(
             second,
             BatchDone { claimed: 2, invoiced: 2, failed: 0 },
             "a failed customer is not retried in its run"
         );
         assert_eq!(
-            s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &price).await.unwrap(),
+            s.invoice_batch(&run, &ClaimCursor::default(), 10, "INV-", 1, &price).await.unwrap(),
             BatchDone::default()
         );
         assert_eq!(s.pending(5_000, &run.id).await.unwrap(), 0);
@@ -425,29 +425,29 @@ async fn a_batch_claims_after_its_cursor_in_id_order_and_leaves_it_at_the_last_c
         let (run, _) = s.open_run("run_cursor", 4_500, false, 10, 0).await.unwrap();
         let n = Arc::new(AtomicU32::new(0));
         let price = pricer(&run, &n);
-        let mut cursor = String::new();
+        let cursor = ClaimCursor::default();
         let mut passes = Vec::new();
         for _ in 0..2 {
             let mut pass = Vec::new();
             loop {
-                let before = cursor.clone();
-                let done = s.invoice_batch(&run, &mut cursor, 2, "INV-", 1, &price).await.unwrap();
+                let before = cursor.get();
+                let done = s.invoice_batch(&run, &cursor, 2, "INV-", 1, &price).await.unwrap();
                 if done.claimed == 0 {
-                    assert_eq!(cursor, before, "a batch that claims nothing leaves the cursor");
+                    assert_eq!(cursor.get(), before, "a batch that claims nothing leaves the cursor");
                     break;
                 }
-                assert!(cursor > before, "the cursor moves on: {before} → {cursor}");
-                pass.push((done.claimed, cursor.clone()));
+                assert!(cursor.get() > before, "the cursor moves on: {before} → {}", cursor.get());
+                pass.push((done.claimed, cursor.get()));
             }
             passes.push(pass);
-            cursor.clear();
+            assert!(!cursor.restart("p4"), "a restart from where the cursor no longer is does nothing");
+            assert!(cursor.restart("p5"), "the end of the pass restarts it");
+            assert!(!cursor.restart(""), "a pass at its start is not restarted");
         }
         let expected = vec![(2, "p2".to_owned()), (2, "p4".to_owned()), (1, "p5".to_owned())];
         assert_eq!(passes, [expected.clone(), expected], "one period per customer and pass, in id order");
-        assert_eq!(
-            s.invoice_batch(&run, &mut cursor, 2, "INV-", 1, &price).await.unwrap(),
-            BatchDone::default()
-        );
+        assert_eq!(s.invoice_batch(&run, &cursor, 2, "INV-", 1, &price).await.unwrap(), BatchDone::default());
+        assert_eq!(cursor.get(), "", "nothing claimed from the start: the cursor stays there");
         for id in ids {
             let filter = InvoiceFilter { customer_id: Some(id.to_owned()), ..InvoiceFilter::default() };
             let starts: Vec<i64> =
@@ -482,7 +482,7 @@ async fn a_batch_larger_than_its_pipeline_chunks_invoices_every_period_once_in_o
         let price = pricer(&run, &n);
         let mut batches = Vec::new();
         loop {
-            let done = s.invoice_batch(&run, &mut String::new(), 1_000, "B-", 1, &price).await.unwrap();
+            let done = s.invoice_batch(&run, &ClaimCursor::default(), 1_000, "B-", 1, &price).await.unwrap();
             if done.claimed == 0 {
                 break;
             }
@@ -533,14 +533,21 @@ async fn concurrent_workers_invoice_every_customer_once() {
         }
         let (run, _) = s.open_run("run_c", 4_000, true, 240, 0).await.unwrap();
         let n = Arc::new(AtomicU32::new(0));
+        // Workers 0 and 1 share a cursor (one process's workers), 2 and 3 have one each (other processes).
+        let shared = Arc::new(ClaimCursor::default());
         let workers: Vec<_> = (0..4)
-            .map(|_| {
+            .map(|w| {
                 let (s, run, n) = (s.clone(), run.clone(), n.clone());
+                let cursor = if w < 2 { shared.clone() } else { Arc::new(ClaimCursor::default()) };
                 tokio::spawn(async move {
                     let mut invoiced = 0;
                     let price = pricer(&run, &n);
                     loop {
-                        match s.invoice_batch(&run, &mut String::new(), 7, "T-", 1, &price).await {
+                        let from = cursor.get();
+                        match s.invoice_batch(&run, &cursor, 7, "T-", 1, &price).await {
+                            Ok(done) if done.claimed == 0 && !from.is_empty() => {
+                                cursor.restart(&from);
+                            }
                             Ok(done) if done.claimed == 0 => {
                                 if s.pending(run.as_of, &run.id).await.unwrap() == 0 {
                                     return invoiced;
@@ -594,7 +601,7 @@ async fn an_issued_invoice_cannot_change_even_below_the_store() {
         assert_eq!(s.commitments("a").await.unwrap(), std::slice::from_ref(&cm));
         let (run, _) = s.open_run("run_t", 2_000, false, 1, 0).await.unwrap();
         let n = Arc::new(AtomicU32::new(0));
-        s.invoice_batch(&run, &mut String::new(), 10, "INV-", 1, &pricer(&run, &n)).await.unwrap();
+        s.invoice_batch(&run, &ClaimCursor::default(), 10, "INV-", 1, &pricer(&run, &n)).await.unwrap();
         assert_eq!(s.credit_entries("a").await.unwrap().len(), 1);
         let id = "in_a_0";
         // The unique key refuses a second invoice of the period, even written straight to the database.
@@ -663,7 +670,7 @@ async fn usage_racing_an_invoice_run_is_either_in_the_invoice_or_refused() {
         let n = Arc::new(AtomicU32::new(0));
         let price = pricer(&run, &n);
         loop {
-            let done = s.invoice_batch(&run, &mut String::new(), 3, "INV-", 1, &price).await.unwrap();
+            let done = s.invoice_batch(&run, &ClaimCursor::default(), 3, "INV-", 1, &price).await.unwrap();
             if done.claimed == 0 && s.pending(run.as_of, &run.id).await.unwrap() == 0 {
                 break;
             }
