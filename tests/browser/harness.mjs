@@ -20,13 +20,14 @@ export async function startTally(extraArgs = []) {
     env: { ...process.env, TALLY_ADMIN_TOKEN: ADMIN, RUST_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  // It says where it listens on standard error, with its other start-up lines.
+  // It says where it listens on standard error, with its other start-up lines. Only a whole line counts: Rust's
+  // standard error is unbuffered, so a line can arrive in pieces ("…http://127.0.0.1:" then the port).
   let log = '';
   const url = await new Promise((ok, fail) => {
     const timer = setTimeout(() => { child.kill('SIGKILL'); fail(new Error(`tally did not start:\n${log}`)); }, 30000);
     const read = (d) => {
       log += d;
-      const m = log.match(/listening on (http:\/\/\S+)/);
+      const m = log.match(/listening on (http:\/\/\S+)\r?\n/);
       if (m) { clearTimeout(timer); ok(m[1]); }
     };
     child.stdout.on('data', read);

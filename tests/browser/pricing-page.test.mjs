@@ -12,7 +12,12 @@ let tally, browser, book, meters;
 before(async () => {
   tally = await startTally();
   browser = await launchChromium();
-  [, book] = await api(tally.url, 'GET', '/v1/price-book');
+  let status;
+  [status, book] = await api(tally.url, 'GET', '/v1/price-book');
+  // Says what came back and what the server logged, should the book not be there (one CI run of 2026-12-03 found
+  // no `products` here, once, and could not say why).
+  assert.ok(status === 200 && Array.isArray(book?.products),
+    `GET /v1/price-book → ${status} ${JSON.stringify(book)?.slice(0, 500)}\nserver log:\n${tally.log()}`);
   meters = [...new Set(book.products.flatMap((p) => [p.meter, ...(p.addons ?? []).map((a) => a.meter)]))];
 });
 
