@@ -354,6 +354,8 @@ struct ReadChunk {
 const DUE_CHUNK: usize = 100;
 /// Customers in a batch's first chunk (see `invoice_batch`).
 const FIRST_CHUNK: usize = 25;
+/// Chunks a batch reads ahead of the one being written: read, waiting for the pricing thread or being priced.
+const CHUNKS_AHEAD: usize = 3;
 
 fn price_chunk<A>(
     due: &[Due],
@@ -1745,56 +1747,83 @@ macro_rules! sql_store {
                 price: &PriceFn,
             ) -> StoreResult<BatchDone> {
                 let mut tx = self.pool.begin_with($begin_write).await?;
-                // The first chunk is small: while it is priced the database has only the second to read, and a batch's
-                // first pricing is time the database would otherwise wait.
-                let first = Self::due_chunk(&mut tx, run, cursor.get(), limit.min(FIRST_CHUNK)).await?;
-                let Some(mut chunk) = first else {
-                    tx.rollback().await?;
-                    return Ok(BatchDone::default());
-                };
-                cursor.advance(&chunk.last);
-                // A pipeline inside the one transaction: while one chunk is read from its document, priced and turned
-                // into statements on a blocking thread (the other core), the database writes the chunk priced before
-                // and reads the next. The transaction holds the write lock (SQLite) or the claimed rows (PostgreSQL)
-                // throughout, so what a chunk read cannot change before its invoices commit. Chunks follow the claim
-                // order (by id), so a chunk never holds a customer of the chunk before it; a customer whose next
-                // period also ended too comes back in a later batch, after its first period's invoice is committed.
-                let mut done = BatchDone::default();
-                let mut priced = None;
-                loop {
-                    done.claimed += chunk.count;
-                    let ReadChunk { doc, last, .. } = chunk;
-                    let (pricer, issuing) = (Arc::clone(price), run.issue);
-                    let pricing = tokio::task::spawn_blocking(move || Self::prepare(&doc, &pricer, issuing));
-                    let wanted = limit.saturating_sub(done.claimed).min(DUE_CHUNK);
-                    let previous = priced.take();
-                    let database = async {
-                        if let Some(p) = previous {
-                            Self::write_chunk(&mut tx, run, prefix, now, p, &mut done).await?;
-                        }
-                        if wanted == 0 {
-                            return Ok(None);
-                        }
-                        // After what the other workers claimed meanwhile, and never before this batch's own claims
-                        // (the cursor may have been restarted by a worker finding the end of the pass).
-                        let next = Self::due_chunk(&mut tx, run, cursor.after(&last), wanted).await?;
-                        if let Some(next) = &next {
-                            cursor.advance(&next.last);
-                        }
-                        StoreResult::Ok(next)
-                    };
-                    let (this, next) = tokio::join!(pricing, database);
-                    let this = this.map_err(|e| corrupt("pricing", e))??;
-                    match next? {
-                        Some(next) => {
-                            chunk = next;
-                            priced = Some(this);
-                        }
-                        None => {
-                            Self::write_chunk(&mut tx, run, prefix, now, this, &mut done).await?;
+                // A pipeline inside the one transaction. One blocking thread (the other core) reads each chunk's
+                // document, prices its customers and builds the statements storing them, chunk after chunk in
+                // claim order; the database meanwhile reads the chunks ahead and writes each chunk as soon as it is
+                // priced, so neither side waits for the other while there is work for it (a chunk at a time, in
+                // lock step, each waited for the slower of the two at every step). The transaction holds the write
+                // lock (SQLite) or the claimed rows (PostgreSQL) throughout, so what a chunk read cannot change
+                // before its invoices commit. Chunks follow the claim order (by id) and a chunk starts after the
+                // last customer of the one before, so two chunks never hold the same customer and reading ahead
+                // never reads a customer before an earlier chunk's invoice for it is written; a customer whose
+                // next period also ended comes back in a later batch, after its first period's invoice is
+                // committed.
+                let (to_pricer, docs) = std::sync::mpsc::channel::<String>();
+                let (to_database, mut priced) = tokio::sync::mpsc::unbounded_channel();
+                let (pricer, issuing) = (Arc::clone(price), run.issue);
+                let pricing = tokio::task::spawn_blocking(move || {
+                    for doc in docs {
+                        if to_database.send(Self::prepare(&doc, &pricer, issuing)).is_err() {
                             break;
                         }
                     }
+                });
+                let mut done = BatchDone::default();
+                // The last customer this batch claimed; `None` until its first chunk.
+                let mut last: Option<String> = None;
+                let (mut in_flight, mut reading) = (0_usize, true);
+                loop {
+                    // A priced chunk is written first: it is what the pricing thread has finished with.
+                    let ready = match priced.try_recv() {
+                        Ok(chunk) => Some(chunk),
+                        Err(_) if reading && in_flight < CHUNKS_AHEAD => None,
+                        Err(_) if in_flight == 0 => break,
+                        Err(_) => match priced.recv().await {
+                            Some(chunk) => Some(chunk),
+                            // The pricing thread stopped without an answer: it panicked.
+                            None => {
+                                return Err(match pricing.await {
+                                    Err(e) => corrupt("pricing", e),
+                                    Ok(()) => corrupt("pricing", "the pricing thread stopped"),
+                                })
+                            }
+                        },
+                    };
+                    if let Some(chunk) = ready {
+                        in_flight -= 1;
+                        Self::write_chunk(&mut tx, run, prefix, now, chunk?, &mut done).await?;
+                        continue;
+                    }
+                    // The first chunk is small: while it is priced the database has only the second to read, and a
+                    // batch's first pricing is time the database would otherwise wait.
+                    let wanted = match &last {
+                        None => limit.min(FIRST_CHUNK),
+                        Some(_) => limit.saturating_sub(done.claimed).min(DUE_CHUNK),
+                    };
+                    // After what the other workers claimed meanwhile, and never before this batch's own claims (the
+                    // cursor may have been restarted by a worker finding the end of the pass).
+                    let from = last.as_deref().map_or_else(|| cursor.get(), |own| cursor.after(own));
+                    let next =
+                        if wanted == 0 { None } else { Self::due_chunk(&mut tx, run, from, wanted).await? };
+                    let Some(ReadChunk { doc, count, last: claimed_to }) = next else {
+                        reading = false;
+                        continue;
+                    };
+                    cursor.advance(&claimed_to);
+                    last = Some(claimed_to);
+                    done.claimed += count;
+                    in_flight += 1;
+                    if to_pricer.send(doc).is_err() {
+                        return Err(match pricing.await {
+                            Err(e) => corrupt("pricing", e),
+                            Ok(()) => corrupt("pricing", "the pricing thread stopped"),
+                        });
+                    }
+                }
+                drop(to_pricer);
+                if done.claimed == 0 {
+                    tx.rollback().await?;
+                    return Ok(BatchDone::default());
                 }
                 sqlx::query("UPDATE invoice_runs SET invoiced = invoiced + $1 WHERE id = $2")
                     .bind(i64::try_from(done.invoiced).unwrap_or(i64::MAX))

@@ -521,6 +521,55 @@ async fn a_batch_larger_than_its_pipeline_chunks_invoices_every_period_once_in_o
 }
 
 #[tokio::test]
+async fn a_batch_whose_pricing_panics_midway_stores_nothing_and_the_next_batch_invoices_everyone() {
+    // 300 customers; the pricing panics at the 151st, several chunks into the batch's pipeline, after the database
+    // has written earlier chunks and read later ones: the batch fails whole (its transaction rolls back), and a
+    // batch with a working pricing then invoices every customer once.
+    on_every_store(|s| async move {
+        let ids: Vec<String> = (0..300).map(|i| format!("p{i:03}")).collect();
+        for id in &ids {
+            s.insert_customer(&CustomerRow { open_from: 0, open_until: Some(2_000), ..customer(id) }, id)
+                .await
+                .unwrap();
+        }
+        let (run, _) = s.open_run("run_panic", 2_000, false, 300, 0).await.unwrap();
+        let n = Arc::new(AtomicU32::new(0));
+        let panicking: api::store::PriceFn = {
+            let (run, n) = (run.clone(), Arc::clone(&n));
+            Arc::new(move |due: &Due| {
+                assert_ne!(due.customer.id, "p150", "the pricing fails here");
+                price(due, &run, &n)
+            })
+        };
+        let cursor = ClaimCursor::default();
+        let failed = s.invoice_batch(&run, &cursor, 1_000, "P-", 1, &panicking).await;
+        assert!(failed.is_err(), "{failed:?}");
+        assert!(n.load(Ordering::Relaxed) >= 150, "the chunks before the panic were priced");
+        assert!(s.invoices(&InvoiceFilter::default(), None, 10).await.unwrap().is_empty(), "nothing stored");
+        assert_eq!(s.run(&run.id).await.unwrap().unwrap().invoiced, 0);
+        for id in &ids {
+            assert_eq!(s.customer(id).await.unwrap().unwrap().open_from, 0, "{id}'s period stays open");
+        }
+        let done =
+            s.invoice_batch(&run, &ClaimCursor::default(), 1_000, "P-", 1, &pricer(&run, &n)).await.unwrap();
+        assert_eq!((done.claimed, done.invoiced, done.failed), (300, 300, 0));
+        assert_eq!(s.pending(run.as_of, &run.id).await.unwrap(), 0);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut after = None;
+        loop {
+            let page = s.invoices(&InvoiceFilter::default(), after.as_deref(), 100).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for invoice in page {
+                assert!(seen.insert(invoice.customer_id.clone()), "{} invoiced twice", invoice.customer_id);
+            }
+        }
+        assert_eq!(seen.len(), 300);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn concurrent_workers_invoice_every_customer_once() {
     on_every_store(|s| async move {
         for i in 0..120 {
