@@ -5,7 +5,9 @@
 //!
 //! `cargo bench -p api --bench invoicing` (PostgreSQL too when `TALLY_BENCH_POSTGRES_URL` or
 //! `TALLY_TEST_POSTGRES_URL` names a database to create bench databases from). `TALLY_BENCH_CUSTOMERS` changes the
-//! number of customers, `TALLY_BENCH_PG_WORKERS` the PostgreSQL run's workers (4).
+//! number of customers, `TALLY_BENCH_PG_WORKERS` the PostgreSQL run's workers (4), `TALLY_BENCH_ROUNDS` how many
+//! rounds of run-then-floors are measured on each database (3; each round starts from the populated state again,
+//! and the medians are reported).
 
 use std::process::Command;
 use std::sync::{Arc, RwLock};
@@ -199,6 +201,66 @@ async fn settle(database: &str) {
     }
 }
 
+/// Puts the database back as the population left it — no invoice, no run, every customer's first period open — then
+/// compacts it (SQLite `VACUUM`; PostgreSQL `VACUUM FULL` of what a run writes, so the customers' rows carry no dead
+/// versions) and checkpoints it: every round starts from the same state, the first included.
+async fn reset(database: &str) {
+    let anchor = at("2026-11-01T00:00:00Z").timestamp_micros();
+    let until = at("2026-12-01T00:00:00Z").timestamp_micros();
+    let url = database.split('?').next().unwrap_or(database);
+    macro_rules! go {
+        ($conn:expr, $empty:expr, $compact:expr) => {{
+            let mut conn = $conn;
+            for sql in $empty {
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+            }
+            sqlx::query("UPDATE customers SET open_from = $1, open_until = $2")
+                .bind(anchor)
+                .bind(until)
+                .execute(&mut conn)
+                .await
+                .expect("reopen");
+            for sql in $compact {
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+            }
+        }};
+    }
+    if url.starts_with("sqlite") {
+        go!(
+            sqlx::SqliteConnection::connect(url).await.expect("connect"),
+            [
+                "DROP TABLE IF EXISTS raw_invoices",
+                "DELETE FROM credit_entries",
+                "DELETE FROM invoices",
+                "DELETE FROM invoice_run_failures",
+                "DELETE FROM invoice_runs",
+            ],
+            ["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"]
+        );
+    } else {
+        go!(
+            sqlx::PgConnection::connect(url).await.expect("connect"),
+            [
+                "DROP TABLE IF EXISTS raw_invoices",
+                "TRUNCATE credit_entries, invoices, invoice_run_failures, invoice_runs",
+            ],
+            ["VACUUM FULL customers", "VACUUM FULL invoices", "VACUUM ANALYZE", "CHECKPOINT"]
+        );
+    }
+}
+
+/// What one round measured: the run, and the floors with and without the foreign key.
+struct Round {
+    run: Duration,
+    floor: Duration,
+    unchecked: Duration,
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
 async fn bench(database: &str, label: &str, customers: usize, workers: usize) {
     let store = store::open(database).await.expect("open");
     store.migrate().await.expect("migrate");
@@ -210,33 +272,59 @@ async fn bench(database: &str, label: &str, customers: usize, workers: usize) {
     let populated = started.elapsed();
     println!("{label}: {customers} customers × {} meters (populated in {populated:.1?})", METERS.len());
 
-    // Both measurements start from a checkpointed database: the run does not pay for the population's pages, nor
-    // the floor for the run's.
-    settle(database).await;
-
-    // The run, as `tally invoice run` does it.
-    let started = Instant::now();
-    let (run, _) = service.open_run(at("2026-12-01T00:00:00Z"), false).await.expect("run");
-    let counted = started.elapsed();
-    let settings = RunSettings { workers, ..RunSettings::default() };
-    let run = service.work_run(&run, &settings, Arc::new(|_| {})).await.expect("work");
-    let elapsed = started.elapsed();
-    assert_eq!(usize::try_from(run.invoiced).unwrap_or(0), customers, "every customer invoiced");
-
-    // The same rows, read back, bulk-inserted raw.
+    // Rounds: each puts the database back as the population left it, runs, then measures the floors right after, so a
+    // round's run and floors see the machine in the same state (this machine's speed moves ±15 % from minute to
+    // minute); the rounds' medians are the result. Both measurements of a round start from a checkpointed database:
+    // the run does not pay for the population's pages, nor the floor for the run's.
+    let rounds: usize =
+        std::env::var("TALLY_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(3).max(1);
+    let mut measured = Vec::new();
     let mut rows = Vec::with_capacity(customers);
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.invoices(&InvoiceFilter::default(), after.as_deref(), 5_000).await.expect("read");
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        rows.extend(page);
+    let mut run = None;
+    for round in 1..=rounds {
+        reset(database).await;
+
+        // The run, as `tally invoice run` does it.
+        let started = Instant::now();
+        let (opened, _) = service.open_run(at("2026-12-01T00:00:00Z"), false).await.expect("run");
+        let counted = started.elapsed();
+        let settings = RunSettings { workers, ..RunSettings::default() };
+        let done = service.work_run(&opened, &settings, Arc::new(|_| {})).await.expect("work");
+        let elapsed = started.elapsed();
+        assert_eq!(usize::try_from(done.invoiced).unwrap_or(0), customers, "every customer invoiced");
+
+        // The same rows, read back, bulk-inserted raw.
+        rows.clear();
+        let mut after: Option<String> = None;
+        loop {
+            let page =
+                store.invoices(&InvoiceFilter::default(), after.as_deref(), 5_000).await.expect("read");
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            rows.extend(page);
+        }
+        let url = database.split('?').next().unwrap_or(database);
+        settle(database).await;
+        let floor = raw_insert(url, &rows, true).await;
+        settle(database).await;
+        let unchecked = raw_insert(url, &rows, false).await;
+        let (rate, floor_rate, unchecked_rate) = (
+            per_second(customers, elapsed),
+            per_second(rows.len(), floor),
+            per_second(rows.len(), unchecked),
+        );
+        println!(
+            "  round {round}: run ({workers} worker{}) {elapsed:.2?} = {rate} invoices/s (counting eligible periods \
+             {counted:.2?}); floor {floor:.2?} = {floor_rate} rows/s, without the foreign key {unchecked:.2?} = \
+             {unchecked_rate} rows/s; run / floor {}% ({}% without the foreign key)",
+            if workers == 1 { "" } else { "s" },
+            u128::from(rate) * 100 / u128::from(floor_rate.max(1)),
+            u128::from(rate) * 100 / u128::from(unchecked_rate.max(1)),
+        );
+        measured.push(Round { run: elapsed, floor, unchecked });
+        run = Some(done);
     }
-    let url = database.split('?').next().unwrap_or(database);
-    settle(database).await;
-    let raw = raw_insert(url, &rows, true).await;
-    settle(database).await;
-    let raw_unchecked = raw_insert(url, &rows, false).await;
+    let run = run.expect("at least one round");
 
     // Pricing alone: the same customers' periods, in memory.
     let dues: Vec<Due> = rows
@@ -282,19 +370,28 @@ async fn bench(database: &str, label: &str, customers: usize, workers: usize) {
     }
     let pricing = started.elapsed();
 
-    let rate = per_second(customers, elapsed);
-    let raw_rate = per_second(rows.len(), raw);
-    let unchecked_rate = per_second(rows.len(), raw_unchecked);
+    let ratio = |of: &dyn Fn(&Round) -> Duration| {
+        median(
+            measured
+                .iter()
+                .map(|r| u64::try_from(of(r).as_micros() * 100 / r.run.as_micros().max(1)).unwrap_or(0))
+                .collect(),
+        )
+    };
+    let rate = median(measured.iter().map(|r| per_second(customers, r.run)).collect());
+    let floor_rate = median(measured.iter().map(|r| per_second(rows.len(), r.floor)).collect());
+    let unchecked_rate = median(measured.iter().map(|r| per_second(rows.len(), r.unchecked)).collect());
     println!(
-        "  invoice run ({workers} worker{}): {elapsed:.2?} = {rate} invoices/s (counting eligible periods: {counted:.2?})",
-        if workers == 1 { "" } else { "s" }
+        "  median of {} round{}: invoice run {rate} invoices/s; raw bulk insert of the same {} rows {floor_rate} rows/s, \
+         without checking their foreign key {unchecked_rate} rows/s",
+        measured.len(),
+        if measured.len() == 1 { "" } else { "s" },
+        rows.len()
     );
-    println!("  raw bulk insert of the same {} rows: {raw:.2?} = {raw_rate} rows/s", rows.len());
-    println!("  … without checking their foreign key: {raw_unchecked:.2?} = {unchecked_rate} rows/s");
     println!(
-        "  run / raw: {}% ({}% of the insert without the foreign key check)",
-        u128::from(rate) * 100 / u128::from(raw_rate.max(1)),
-        u128::from(rate) * 100 / u128::from(unchecked_rate.max(1))
+        "  run / raw: {}% ({}% of the insert without the foreign key check): the median of the rounds' ratios",
+        ratio(&|r| r.floor),
+        ratio(&|r| r.unchecked)
     );
     println!(
         "  pricing alone (price_due, {} periods, no database): {} periods/s, {:.1?} per period",

@@ -146,7 +146,11 @@ fn allocate(applied: Decimal, available: &[(String, Decimal)]) -> Vec<(String, D
     out
 }
 
-/// A new random id with a prefix.
+/// A decimal's text, as `Display` writes it (billing-core's faster equivalent).
+fn text(d: Decimal) -> String {
+    billing_core::wire::DecimalText::new(d).as_str().to_owned()
+}
+
 /// A new id with a prefix: the creation time (hex microseconds, so ids sort in creation order, as lists page by id)
 /// and 8 random bytes.
 pub fn new_id(prefix: &str) -> Result<String, String> {
@@ -328,7 +332,7 @@ impl Service {
                 commitment_id,
                 invoice_id: id.clone(),
                 kind: "consumption".into(),
-                amount: (-amount).to_string(),
+                amount: text(-amount),
                 at: last_instant,
             })
             .collect();
@@ -344,9 +348,9 @@ impl Service {
             currency: book.currency().code().to_owned(),
             request: serde_json::to_string(&request).map_err(|e| e.to_string())?,
             bill: billing_core::stored::encode(&bill, &book)?,
-            total: bill.total.to_string(),
-            credit_applied: bill.credit_applied.to_string(),
-            amount_due: bill.amount_due.to_string(),
+            total: text(bill.total),
+            credit_applied: text(bill.credit_applied),
+            amount_due: text(bill.amount_due),
             run_id: Some(run.id.clone()),
             created_at: now,
             issued_at: None,

@@ -221,3 +221,18 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing the requests in flight");
 }
+
+#[cfg(test)]
+mod hex_tests {
+    use super::unhex;
+    use crate::http::hex;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte_and_unhex_reads_it_back() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
+        let bytes: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 8).unwrap_or(0));
+        let text = hex(&bytes);
+        assert_eq!(text, bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        assert_eq!(unhex(&text), Some(bytes));
+    }
+}

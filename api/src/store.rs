@@ -841,40 +841,41 @@ macro_rules! sql_store {
                 let due = parse_due(doc)?;
                 let mut chunk = price_chunk(&due, &**price);
                 if !issuing {
-                    chunk.statements = Some(Self::statements(&chunk.priced)?);
+                    chunk.statements = Some(Self::statements(&mut chunk.priced)?);
                 }
                 Ok(chunk)
             }
 
             /// The statements storing priced invoices: multi-row inserts, then one update per list of customers moving
-            /// their open period on (a statement is a round trip to the database's thread or server).
+            /// their open period on (a statement is a round trip to the database's thread or server). The invoices'
+            /// request and bill (most of their bytes) move into the statements, leaving the invoices without them.
             fn statements(
-                priced: &[PricedInvoice],
+                priced: &mut [PricedInvoice],
             ) -> StoreResult<Vec<(String, <$db as sqlx::Database>::Arguments<'static>)>> {
                 use sqlx::Arguments as _;
                 let bad = |e| corrupt("invoice", e);
                 let mut statements = Vec::new();
-                for chunk in priced.chunks(INVOICES_PER_STATEMENT) {
+                for chunk in priced.chunks_mut(INVOICES_PER_STATEMENT) {
                     let rows: Vec<String> = (0..chunk.len()).map(|i| $params(i * 18, 18)).collect();
                     let sql = format!("INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES {}", rows.join(","));
                     let mut args = <$db as sqlx::Database>::Arguments::<'static>::default();
                     args.reserve(chunk.len() * 18, 0);
                     for p in chunk {
-                        let i = p.invoice.clone();
-                        args.add(i.id).map_err(bad)?;
-                        args.add(i.customer_id).map_err(bad)?;
+                        let i = &mut p.invoice;
+                        args.add(i.id.clone()).map_err(bad)?;
+                        args.add(i.customer_id.clone()).map_err(bad)?;
                         args.add(i.period_start).map_err(bad)?;
                         args.add(i.period_end).map_err(bad)?;
-                        args.add(i.status).map_err(bad)?;
-                        args.add(i.number).map_err(bad)?;
-                        args.add(i.price_book_version).map_err(bad)?;
-                        args.add(i.currency).map_err(bad)?;
-                        args.add(i.request).map_err(bad)?;
-                        args.add(i.bill).map_err(bad)?;
-                        args.add(i.total).map_err(bad)?;
-                        args.add(i.credit_applied).map_err(bad)?;
-                        args.add(i.amount_due).map_err(bad)?;
-                        args.add(i.run_id).map_err(bad)?;
+                        args.add(i.status.clone()).map_err(bad)?;
+                        args.add(i.number.clone()).map_err(bad)?;
+                        args.add(i.price_book_version.clone()).map_err(bad)?;
+                        args.add(i.currency.clone()).map_err(bad)?;
+                        args.add(std::mem::take(&mut i.request)).map_err(bad)?;
+                        args.add(std::mem::take(&mut i.bill)).map_err(bad)?;
+                        args.add(i.total.clone()).map_err(bad)?;
+                        args.add(i.credit_applied.clone()).map_err(bad)?;
+                        args.add(i.amount_due.clone()).map_err(bad)?;
+                        args.add(i.run_id.clone()).map_err(bad)?;
                         args.add(i.created_at).map_err(bad)?;
                         args.add(i.issued_at).map_err(bad)?;
                         args.add(i.paid_at).map_err(bad)?;
@@ -934,7 +935,7 @@ macro_rules! sql_store {
                                 n += 1;
                             }
                         }
-                        Self::statements(&priced)?
+                        Self::statements(&mut priced)?
                     }
                 };
                 for (sql, args) in statements {

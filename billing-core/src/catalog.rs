@@ -416,7 +416,7 @@ struct WireSpendLimits {
 
 impl Serialize for Num {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(&self.0.normalize())
+        s.serialize_str(crate::wire::DecimalText::new(self.0.normalize()).as_str())
     }
 }
 
@@ -425,7 +425,7 @@ impl Serialize for Num {
 impl Serialize for BookNum {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match &self.0 {
-            Ok(d) => s.collect_str(d),
+            Ok(d) => s.serialize_str(crate::wire::DecimalText::new(*d).as_str()),
             Err(m) => Err(serde::ser::Error::custom(m)),
         }
     }
@@ -438,7 +438,7 @@ impl Serialize for UpTo {
             Ok(None) => s.serialize_none(),
             Ok(Some(d)) => match u64::try_from(d.normalize()) {
                 Ok(whole) if d.fract().is_zero() => s.serialize_u64(whole),
-                _ => s.collect_str(&d.normalize()),
+                _ => s.serialize_str(crate::wire::DecimalText::new(d.normalize()).as_str()),
             },
         }
     }

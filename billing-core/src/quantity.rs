@@ -60,7 +60,7 @@ impl fmt::Display for Quantity {
 
 impl Serialize for Quantity {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
+        s.serialize_str(crate::wire::DecimalText::new(self.0).as_str())
     }
 }
 

@@ -97,7 +97,9 @@ fn json_str(out: &mut String, s: &str) {
 }
 
 fn dec(out: &mut String, d: Decimal) {
-    let _ = write!(out, "\"{d}\"");
+    out.push('"');
+    out.push_str(crate::wire::DecimalText::new(d).as_str());
+    out.push('"');
 }
 
 fn json_of<T: serde::Serialize>(out: &mut String, value: &T) -> Result<(), String> {
