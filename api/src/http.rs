@@ -320,14 +320,34 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
 
 /// The body as JSON of type `T`: 415 without a JSON content type, 400 when it is not JSON, 422 when it is JSON
 /// of the wrong shape (naming the field).
+/// A request body that is a JSON object, read as `T`. Anything else is refused first: serde's derived structs also
+/// read a JSON array as their fields in order (`["acme", "Acme Inc"]` as a customer), a form no route documents.
 fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> ApiResult<T> {
     let value = json_value(headers, body)?;
+    if !value.is_object() {
+        return Err(ApiError::invalid(vec![billing_core::Issue::new(
+            "",
+            format!("expected an object, found {}", json_kind(&value)),
+        )]));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         ApiError::invalid(vec![billing_core::Issue::new(
             billing_core::error::echo(e.path().to_string().trim_start_matches('.')),
             billing_core::error::echo(&e.inner().to_string()),
         )])
     })
+}
+
+/// What a JSON value is, for messages (`found an array`).
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn json_value(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {

@@ -116,6 +116,47 @@ async fn bad_quotes_get_the_right_status_and_every_problem() {
     assert_eq!((status, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
 }
 
+/// Every JSON body is an object. serde's derived structs would also read an array as their fields in order
+/// (`["zed", "Zed"]` created a customer), and a top-level null, string or number is no request either: each route
+/// refuses them all with a 422 at the body's root, and stores nothing.
+#[tokio::test]
+async fn bodies_that_are_not_objects_are_refused_and_store_nothing() {
+    let app = App::new().await;
+    app.customer("acme").await;
+    let routes = [
+        (Method::POST, "/v1/customers", json!(["zed", "Zed"])),
+        (Method::PATCH, "/v1/customers/acme", json!(["Renamed"])),
+        (Method::POST, "/v1/customers/acme/commitments", json!(["25000"])),
+        (Method::POST, "/v1/commitment-advice", json!(["2000"])),
+        (Method::POST, "/v1/invoice-runs", json!(["2026-11-20T00:00:00Z", true])),
+        (Method::POST, "/v1/quotes", json!([{"events": 1}])),
+        (Method::POST, "/v1/usage", json!([])),
+        (Method::PUT, "/v1/customers/acme/limits", json!([["inbox", "100"]])),
+        (Method::POST, "/v1/price-books", json!([])),
+    ];
+    for (method, path, array) in routes {
+        for body in [array, json!(null), json!("{}"), json!(1), json!(true)] {
+            let (status, answer) = app.call(method.clone(), path, Some(ADMIN), Some(body.clone())).await;
+            assert_eq!(
+                (status, code(&answer), answer["error"]["details"][0]["path"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", Some("")),
+                "{method} {path} {body}: {answer}"
+            );
+        }
+    }
+    assert_eq!(app.get("/v1/customers/zed", Some(ADMIN)).await.0, StatusCode::NOT_FOUND);
+    let (_, acme) = app.get("/v1/customers/acme", Some(ADMIN)).await;
+    assert_eq!(acme["name"], "acme", "not renamed");
+    let (_, credits) = app.get("/v1/customers/acme/credits", Some(ADMIN)).await;
+    assert_eq!(credits["commitments"], json!([]), "{credits}");
+    let (_, invoices) = app.get("/v1/invoices", Some(ADMIN)).await;
+    assert_eq!(invoices["data"], json!([]), "no run invoiced anything");
+    let (_, limits) = app.get("/v1/customers/acme/limits", Some(ADMIN)).await;
+    let (_, books) = app.get("/v1/price-books", Some(ADMIN)).await;
+    assert_eq!(books["data"].as_array().map(Vec::len), Some(1), "{books}");
+    assert!(!limits.to_string().contains("inbox"), "{limits}");
+}
+
 #[tokio::test]
 async fn price_books_are_versioned_and_only_the_admin_publishes() {
     let app = App::new().await;
