@@ -319,9 +319,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
 }
 
 /// The body as JSON of type `T`: 415 without a JSON content type, 400 when it is not JSON, 422 when it is JSON
-/// of the wrong shape (naming the field).
-/// A request body that is a JSON object, read as `T`. Anything else is refused first: serde's derived structs also
-/// read a JSON array as their fields in order (`["acme", "Acme Inc"]` as a customer), a form no route documents.
+/// of the wrong shape (naming the field). The body must be an object: serde's derived structs would also read a
+/// JSON array as their fields in order (`["acme", "Acme Inc"]` as a customer), a form no route documents.
 fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> ApiResult<T> {
     let value = json_value(headers, body)?;
     if !value.is_object() {
