@@ -13,8 +13,9 @@ use std::process::Command;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use api::invoicing::RunSettings;
-use api::service::{FixedClock, Service};
+use api::app::RunSettings;
+use api::app::Service;
+use api::time::FixedClock;
 use api::store::{self, AddonSince, CustomerRow, Due, InvoiceFilter, InvoiceRow, NewEvent, Store};
 use billing_core::PriceBook;
 use chrono::{DateTime, Utc};

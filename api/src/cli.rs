@@ -55,7 +55,7 @@ enum Command {
         #[arg(long, env = "TALLY_MAX_BODY", default_value_t = 5 * 1024 * 1024)]
         max_body: usize,
         /// Prefix of invoice numbers, given at issue (INV-000001, INV-000002, …).
-        #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::invoicing::DEFAULT_PREFIX)]
+        #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::app::DEFAULT_PREFIX)]
         invoice_prefix: String,
         /// The pricing page's site folder, holding the wasm bundle in pkg/ (built by scripts/build-ui; default:
         /// target/site next to the binary, then ./target/site).
@@ -105,7 +105,7 @@ enum InvoiceCommand {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=5000))]
         batch: u16,
         /// Prefix of invoice numbers.
-        #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::invoicing::DEFAULT_PREFIX)]
+        #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::app::DEFAULT_PREFIX)]
         invoice_prefix: String,
     },
 }
@@ -184,7 +184,7 @@ fn run(
                     ))
                 })?),
             };
-            let settings = crate::invoicing::RunSettings {
+            let settings = crate::app::RunSettings {
                 workers: usize::from(workers),
                 batch: usize::from(batch),
                 prefix: invoice_prefix,
@@ -344,7 +344,7 @@ fn invoice_run(
     database: &str,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
     issue: bool,
-    settings: &crate::invoicing::RunSettings,
+    settings: &crate::app::RunSettings,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -354,10 +354,10 @@ fn invoice_run(
     let run = runtime()?.block_on(async {
         let store = crate::store::open(database).await.map_err(|e| Failure::Input(e.to_string()))?;
         store.migrate().await.map_err(|e| Failure::Input(e.to_string()))?;
-        let clock: Arc<dyn crate::service::Clock> = Arc::new(crate::service::SystemClock);
+        let clock: Arc<dyn crate::time::Clock> = Arc::new(crate::time::SystemClock);
         let book = PriceBook::default_book().map_err(|e| Failure::Input(e.to_string()))?;
         let service = Arc::new(
-            crate::service::Service::start(store.clone(), clock.clone(), &book)
+            crate::app::Service::start(store.clone(), clock.clone(), &book)
                 .await
                 .map_err(|e| Failure::Input(format!("{e:?}")))?,
         );
@@ -399,7 +399,7 @@ fn invoice_run(
         store.close().await;
         Ok::<_, Failure>(run)
     })?;
-    let counts = crate::invoicing::RunCounts::of(&run);
+    let counts = crate::app::RunCounts::of(&run);
     let seconds = started.elapsed().as_millis();
     let rate = if seconds > 0 {
         i128::from(counts.invoiced) * 1000 / i128::try_from(seconds).unwrap_or(1)

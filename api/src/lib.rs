@@ -1,17 +1,21 @@
-//! tally's service side: the `tally` command-line tool ([`cli`], [`table`]) and the HTTP service `tally serve`
-//! ([`server`] starts it, [`http`] answers, [`service`] holds the use-cases, [`store`] the SQLite and PostgreSQL
-//! storage, [`page`] the pricing page at `/`). Every amount it shows comes from [`billing_core::compute`].
+//! tally's service side, in layers whose imports point one way (down):
+//!
+//! - [`cli`] (with [`table`]) and [`server`]: the `tally` command and `tally serve`'s start-up; they assemble
+//!   the layers below;
+//! - [`http`]: the HTTP API — routes, who may call them, the one error shape, idempotency keys, the pricing page;
+//! - [`app`]: the use-cases (customers, usage ingestion, the usage view, caps, commitments and credit, invoice runs,
+//!   the invoice lifecycle); every amount comes from [`billing_core::compute`];
+//! - [`store`]: the storage trait and its SQLite and PostgreSQL implementations;
+//! - leaves used by any layer: [`time`] (the clock, stored instants) and [`secret`] (credentials, ids).
 
 // The OpenAPI document is one `json!` literal deep enough to need it.
 #![recursion_limit = "1024"]
 
+pub mod app;
 pub mod cli;
 pub mod http;
-pub mod invoicing;
-pub mod openapi;
-pub mod page;
-pub mod render;
+pub mod secret;
 pub mod server;
-pub mod service;
 pub mod store;
 pub mod table;
+pub mod time;

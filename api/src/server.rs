@@ -8,10 +8,12 @@ use std::sync::Arc;
 use billing_core::PriceBook;
 use tokio::net::TcpListener;
 
-use crate::http::{self, hash_secret, hex, new_secret, AppState};
-use crate::invoicing::RunSettings;
-use crate::service::{Clock, Service, SystemClock};
+use crate::app::RunSettings;
+use crate::app::Service;
+use crate::http::{self, AppState};
+use crate::secret::{hash_secret, hex, new_secret, unhex};
 use crate::store::{self, Store};
+use crate::time::{Clock, SystemClock};
 
 /// Everything `tally serve` is told.
 #[derive(Debug, Clone)]
@@ -28,7 +30,7 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// The prefix of invoice numbers (`--invoice-prefix`).
     pub invoice_prefix: String,
-    /// The pricing page's site folder (`--assets`; default: found next to the binary, see [`crate::page::Assets`]).
+    /// The pricing page's site folder (`--assets`; default: found next to the binary, see [`crate::http::page::Assets`]).
     pub assets: Option<std::path::PathBuf>,
 }
 
@@ -40,7 +42,7 @@ impl Default for Settings {
             price_book: None,
             max_body: 5 * 1024 * 1024,
             admin_token: None,
-            invoice_prefix: crate::invoicing::DEFAULT_PREFIX.into(),
+            invoice_prefix: crate::app::DEFAULT_PREFIX.into(),
             assets: None,
         }
     }
@@ -119,10 +121,15 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let store = self.state.service.store().clone();
+        let service = self.state.service.clone();
+        // Idempotency records expire after a day: purged at start and every hour (several instances may purge at
+        // once; each deletes what is there to delete).
+        let purge = http::idempotency::purge_expired(service.clone(), PURGE_EVERY);
         let router = http::router(self.state, self.max_body);
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
-        store.close().await;
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        purge.abort();
+        service.close().await;
+        served?;
         Ok(())
     }
 }
@@ -151,7 +158,7 @@ pub async fn state(
             admin_hash,
             max_body: settings.max_body,
             run_settings,
-            assets: Arc::new(crate::page::Assets::locate(settings.assets.as_deref())),
+            assets: Arc::new(crate::http::page::Assets::locate(settings.assets.as_deref())),
         },
         generated,
     ))
@@ -188,16 +195,8 @@ async fn admin_token(
     ))
 }
 
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0_u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
+/// How often `tally serve` purges expired idempotency records.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// Completes on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
@@ -220,19 +219,4 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing the requests in flight");
-}
-
-#[cfg(test)]
-mod hex_tests {
-    use super::unhex;
-    use crate::http::hex;
-
-    #[test]
-    fn hex_is_lowercase_two_digits_a_byte_and_unhex_reads_it_back() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
-        let bytes: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 8).unwrap_or(0));
-        let text = hex(&bytes);
-        assert_eq!(text, bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        assert_eq!(unhex(&text), Some(bytes));
-    }
 }

@@ -521,6 +521,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn finish_idempotent(&self, scope: &str, key: &str, status: i64, body: &str) -> StoreResult<()>;
     /// Forgets a claimed key whose request failed before writing anything (so it can be retried).
     async fn release_idempotent(&self, scope: &str, key: &str) -> StoreResult<()>;
+    /// Deletes every idempotency record created before `before` (micros); how many.
+    async fn purge_idempotent(&self, before: i64) -> StoreResult<u64>;
 
     /// Sets the end of a customer's open period (for customers stored before invoicing existed).
     async fn set_open_until(&self, customer_id: &str, open_until: i64) -> StoreResult<()>;
@@ -700,11 +702,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "service", include_str!("../../migrations/sqlite/0001_service.sql")),
     (2, "invoicing", include_str!("../../migrations/sqlite/0002_invoicing.sql")),
     (3, "invoice run reads", include_str!("../../migrations/sqlite/0003_invoice_run_reads.sql")),
+    (4, "idempotency expiry", include_str!("../../migrations/sqlite/0004_idempotency_expiry.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "service", include_str!("../../migrations/postgres/0001_service.sql")),
     (2, "invoicing", include_str!("../../migrations/postgres/0002_invoicing.sql")),
     (3, "invoice run reads", include_str!("../../migrations/postgres/0003_invoice_run_reads.sql")),
+    (4, "idempotency expiry", include_str!("../../migrations/postgres/0004_idempotency_expiry.sql")),
 ];
 
 /// Ids per `IN (…)` list, rows per multi-row insert of invoices (18 parameters each): far below both databases'
@@ -1466,6 +1470,14 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn purge_idempotent(&self, before: i64) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn set_open_until(&self, customer_id: &str, open_until: i64) -> StoreResult<()> {

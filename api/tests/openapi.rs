@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn document() -> Value {
-    api::openapi::document()
+    api::http::openapi::document()
 }
 
 #[tokio::test]
@@ -29,8 +29,8 @@ async fn the_document_is_served_and_is_openapi_3_1() {
 
 #[test]
 fn every_route_of_the_router_is_documented_and_nothing_else() {
-    // The router's routes, as written in http.rs.
-    let source = include_str!("../src/http.rs");
+    // The router's routes, as written in http/mod.rs.
+    let source = include_str!("../src/http/mod.rs");
     let routed: BTreeSet<String> = source
         .match_indices(".route(\"")
         .map(|(at, _)| source[at + 8..].split('"').next().unwrap().to_owned())
@@ -78,7 +78,7 @@ fn every_operation_has_real_schemas_errors_and_the_right_security() {
     for (name, schema) in schemas {
         assert!(schema.as_object().is_some_and(|o| !o.is_empty()), "{name} is an empty schema");
     }
-    for op in api::openapi::OPERATIONS {
+    for op in api::http::openapi::OPERATIONS {
         let operation = &doc["paths"][op.path][op.method];
         let responses = operation["responses"].as_object().unwrap();
         assert!(responses.keys().any(|s| s.starts_with('2')), "{} {}", op.method, op.path);
@@ -92,7 +92,7 @@ fn every_operation_has_real_schemas_errors_and_the_right_security() {
             }
         }
         let secured = !operation["security"].as_array().unwrap().is_empty();
-        assert_eq!(secured, op.access != api::openapi::Access::Public, "{} {}", op.method, op.path);
+        assert_eq!(secured, op.access != api::http::openapi::Access::Public, "{} {}", op.method, op.path);
         assert_eq!(responses.contains_key("401"), secured, "{} {}", op.method, op.path);
         if op.body.is_some() {
             assert!(operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].is_string());
@@ -150,7 +150,7 @@ proptest! {
 
     #[test]
     fn no_documented_operation_answers_5xx_whatever_it_is_sent(
-        op in prop::sample::select(api::openapi::OPERATIONS.to_vec()),
+        op in prop::sample::select(api::http::openapi::OPERATIONS.to_vec()),
         body in prop::option::of(any_json()),
         id in prop_oneof![Just("acme".to_owned()), Just("ghost".to_owned()), "[A-Za-z0-9%._~-]{1,80}"],
         query in prop::option::of("[a-z_]{1,8}=[A-Za-z0-9%:+._-]{0,30}(&[a-z]{1,6}=[0-9a-z%-]{0,10}){0,2}"),

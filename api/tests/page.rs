@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use api::http::router;
 use api::server::{state, Settings};
-use api::service::FixedClock;
+use api::time::FixedClock;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;

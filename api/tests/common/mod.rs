@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use api::http::{router, AppState};
 use api::server::{state, Settings};
-use api::service::FixedClock;
+use api::time::FixedClock;
 use api::store::{self, Store};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

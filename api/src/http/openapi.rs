@@ -8,18 +8,7 @@
 
 use serde_json::{json, Value};
 
-/// Who may call an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone.
-    Public,
-    /// The admin token.
-    Admin,
-    /// The admin token, or the key of the customer in the path.
-    AdminOrOwn,
-    /// The admin token, or a customer key (for its own customer's data).
-    AdminOrKey,
-}
+pub use super::auth::Access;
 
 /// One operation of the API.
 #[derive(Debug, Clone, Copy)]

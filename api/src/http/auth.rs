@@ -1,0 +1,194 @@
+//! Who may call a route, said twice and checked against each other:
+//!
+//! - by the router: every route's [`Access`] comes from [`super::openapi::OPERATIONS`], the table `/openapi.json`
+//!   documents; [`guard`] runs after routing and refuses a caller the table does not allow (401/403) before
+//!   anything else happens, idempotency keys included;
+//! - by the handler's signature: a handler takes [`Admin`], [`CustomerScope`] or [`Authenticated`] as an argument,
+//!   so a route cannot compile without saying who may call it. The extractors read the caller the guard found
+//!   (one key lookup a request) and check their own rule again.
+//!
+//! A test probes every route of the table with no credential, a wrong one, another customer's key, the customer's
+//! own key and the admin token, and checks each answer against the table.
+
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::error::{ApiError, ApiResult};
+use super::AppState;
+use crate::secret::{hash_secret, hex};
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// The admin token.
+    Admin,
+    /// The admin token, or the key of the customer in the path.
+    AdminOrOwn,
+    /// The admin token, or a customer key (for its own customer's data).
+    AdminOrKey,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token.
+    Admin,
+    /// A customer's key.
+    Customer(String),
+}
+
+/// The bearer token of a request, when it has one of a plausible size.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+}
+
+/// The caller a request's credential names: 401 without one, or with one that is neither the admin token nor a key.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
+    let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    let hash = hash_secret(token);
+    if bool::from(hash.ct_eq(&state.admin_hash)) {
+        return Ok(Caller::Admin);
+    }
+    // A key is found by its hash: the lookup never sees the key, and a guess reveals nothing by its timing.
+    match state.service.key_owner(&hex(&hash)).await? {
+        Some(customer) => Ok(Caller::Customer(customer)),
+        None => Err(ApiError::unauthorized()),
+    }
+}
+
+/// Whether `caller` may call a route of `access` whose path names customer `id` (for [`Access::AdminOrOwn`]).
+fn allows(access: Access, caller: &Caller, id: Option<&str>) -> bool {
+    match (access, caller) {
+        (_, Caller::Admin) | (Access::Public | Access::AdminOrKey, Caller::Customer(_)) => true,
+        (Access::Admin, Caller::Customer(_)) => false,
+        (Access::AdminOrOwn, Caller::Customer(own)) => id == Some(own.as_str()),
+    }
+}
+
+/// The access of the route `method path` (a router pattern such as `/v1/customers/{id}`), from the table.
+pub fn access_of(method: &Method, path: &str) -> Option<Access> {
+    super::openapi::OPERATIONS
+        .iter()
+        .find(|op| op.path == path && method.as_str().eq_ignore_ascii_case(op.method))
+        .map(|op| op.access)
+}
+
+/// The router's check (a route layer: it runs after routing, before the handler and its idempotency key): the
+/// route's [`Access`] from the table, the caller authenticated once and left in the request's extensions for the
+/// handler's extractor.
+pub(super) async fn guard(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path_has_id = matched.as_ref().is_some_and(|m| m.as_str().contains("{id}"));
+    let Some(access) = matched.and_then(|m| access_of(request.method(), m.as_str())) else {
+        // A method the route does not take: its 405 comes from the router.
+        return next.run(request).await;
+    };
+    if access == Access::Public {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    // The id a path names, read first (as the handlers' `Id` always was): a path whose id cannot be read names
+    // nothing, 404, whoever asks.
+    let id = if path_has_id {
+        match path_id(&mut parts, &state).await {
+            Ok(id) => Some(id),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
+    };
+    let caller = match authenticate(&state, &parts.headers).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    if !allows(access, &caller, id.as_deref()) {
+        return ApiError::forbidden().into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The `{id}` of a path, percent-decoded, as the handlers' `Id` reads it: 404 when it cannot be read (not UTF-8
+/// once decoded…), since such an id names nothing.
+async fn path_id(parts: &mut Parts, state: &AppState) -> ApiResult<String> {
+    use axum::extract::FromRequestParts;
+    match Path::<String>::from_request_parts(parts, state).await {
+        Ok(Path(id)) => Ok(id),
+        Err(_) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")),
+    }
+}
+
+/// The caller the guard found, or (a route the table does not guard) the request's own credential.
+async fn caller_of(parts: &mut Parts, state: &AppState) -> ApiResult<Caller> {
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    let caller = authenticate(state, &parts.headers).await?;
+    parts.extensions.insert(caller.clone());
+    Ok(caller)
+}
+
+/// The admin token, and only it: a handler that takes `Admin` answers anyone else 401 or 403.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl axum::extract::FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match caller_of(parts, state).await? {
+            Caller::Admin => Ok(Admin),
+            Caller::Customer(_) => Err(ApiError::forbidden()),
+        }
+    }
+}
+
+/// Any valid credential, the admin's or a customer's key: the use-case scopes what a key sees to its own customer.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+impl axum::extract::FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        caller_of(parts, state).await.map(Authenticated)
+    }
+}
+
+/// The customer in the path (`/v1/customers/{id}/…`), called by the admin or by that customer's own key: 404 when
+/// the path's id cannot be read, 401 without a valid credential, 403 for another customer's key.
+#[derive(Debug, Clone)]
+pub struct CustomerScope {
+    /// The customer the path names (not yet known to exist: the use-case answers 404).
+    pub id: String,
+    /// Who is calling.
+    pub caller: Caller,
+}
+
+impl axum::extract::FromRequestParts<AppState> for CustomerScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let id = path_id(parts, state).await?;
+        let caller = caller_of(parts, state).await?;
+        if !allows(Access::AdminOrOwn, &caller, Some(&id)) {
+            return Err(ApiError::forbidden());
+        }
+        Ok(CustomerScope { id, caller })
+    }
+}

@@ -1,0 +1,154 @@
+//! `/v1/customers`: creating (with a first key, shown once), listing, reading, changing customers; new keys.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{Admin, CustomerScope};
+use super::error::{ApiError, ApiResult};
+use super::extract::*;
+use super::AppState;
+use crate::secret::*;
+use crate::store::*;
+
+fn customer_json(c: &CustomerRow) -> ApiResult<Value> {
+    Ok(json!({
+        "id": c.id,
+        "name": c.name,
+        "billing_anchor": rfc3339(c.billing_anchor)?,
+        "addons": c.addons.iter().filter(|a| a.until.is_none()).map(|a| a.key.clone()).collect::<Vec<_>>(),
+        "created_at": rfc3339(c.created_at)?,
+        "updated_at": rfc3339(c.updated_at)?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCustomer {
+    id: String,
+    name: String,
+    #[serde(default)]
+    billing_anchor: Option<String>,
+    #[serde(default)]
+    addons: Vec<String>,
+}
+
+fn check_id(id: &str) -> Result<(), billing_core::Issue> {
+    let ok = (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(billing_core::Issue::new(
+            "id",
+            format!("`{}` must be 1–64 characters of A-Z a-z 0-9 _ . -", billing_core::error::echo(id)),
+        ))
+    }
+}
+
+pub(super) async fn create_customer(
+    State(state): State<AppState>,
+    _: Admin,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let new: NewCustomer = json_body(&headers, &body)?;
+    let mut issues = Vec::new();
+    if let Err(i) = check_id(&new.id) {
+        issues.push(i);
+    }
+    if new.name.trim().is_empty() || new.name.len() > 256 {
+        issues.push(billing_core::Issue::new("name", "must be 1–256 characters"));
+    }
+    let anchor = match &new.billing_anchor {
+        None => None,
+        Some(a) => match parse_instant("billing_anchor", a) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                issues.extend(e.into_issues());
+                None
+            }
+        },
+    };
+    if !issues.is_empty() {
+        return Err(ApiError::invalid(issues));
+    }
+    // A replayed creation (same id, same fields) answers the customer again, without its key (shown once).
+    if let Some(existing) = state.service.find_customer(&new.id).await? {
+        let same = existing.name == new.name
+            && existing.addons.iter().filter(|a| a.until.is_none()).map(|a| &a.key).eq(new.addons.iter())
+            && anchor.is_none_or(|a| crate::time::micros(a) == existing.billing_anchor);
+        if same {
+            return Ok((
+                StatusCode::OK,
+                Json(json!({"customer": customer_json(&existing)?, "api_key": null})),
+            )
+                .into_response());
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("customer `{}` already exists", new.id),
+        ));
+    }
+    let key = new_secret("tk_").map_err(|e| ApiError::internal(&e))?;
+    let row = state
+        .service
+        .create_customer(&new.id, &new.name, anchor, &new.addons, &hex(&hash_secret(&key)))
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"customer": customer_json(&row)?, "api_key": key}))).into_response())
+}
+
+pub(super) async fn list_customers(
+    State(state): State<AppState>,
+    _: Admin,
+    _headers: HeaderMap,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit()?;
+    let rows = state.service.customers(q.cursor.as_deref(), i64::try_from(limit + 1).unwrap_or(501)).await?;
+    let more = rows.len() > limit;
+    let data: Vec<Value> = rows.iter().take(limit).map(customer_json).collect::<ApiResult<_>>()?;
+    let next = more.then(|| rows[limit - 1].id.clone());
+    Ok(Json(json!({"data": data, "next_cursor": next})))
+}
+
+pub(super) async fn get_customer(
+    State(state): State<AppState>,
+    _headers: HeaderMap,
+    CustomerScope { id, .. }: CustomerScope,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(customer_json(&state.service.customer(&id).await?)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerChanges {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    addons: Option<Vec<String>>,
+}
+
+pub(super) async fn update_customer(
+    State(state): State<AppState>,
+    _: Admin,
+    headers: HeaderMap,
+    Id(id): Id,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
+    let changes: CustomerChanges = json_body(&headers, &body)?;
+    if changes.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.len() > 256) {
+        return Err(ApiError::invalid(vec![billing_core::Issue::new("name", "must be 1–256 characters")]));
+    }
+    let row = state.service.update_customer(&id, changes.name, changes.addons).await?;
+    Ok(Json(customer_json(&row)?))
+}
+
+pub(super) async fn new_api_key(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Response> {
+    let key = state.service.new_api_key(&id).await?;
+    Ok((StatusCode::CREATED, Json(json!({"customer_id": id, "api_key": key}))).into_response())
+}
