@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use api::app::RunSettings;
 use api::app::Service;
-use api::time::FixedClock;
 use api::store::{self, AddonSince, CustomerRow, Due, InvoiceFilter, InvoiceRow, NewEvent, Store};
+use api::time::FixedClock;
 use billing_core::PriceBook;
 use chrono::{DateTime, Utc};
 use sqlx::Connection;

@@ -15,36 +15,8 @@ use api::store::{
     Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport, PricedInvoice,
     RunRow, Store, StoredBook, Transition,
 };
+use common::PgDb;
 use sqlx::Connection;
-
-/// A fresh PostgreSQL database, dropped on [`PgDb::drop_now`].
-struct PgDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    async fn create(admin_url: &str) -> PgDb {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("tally_contract_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap_or_else(|e| {
-            panic!("TALLY_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}")
-        });
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-        conn.close().await.unwrap();
-        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-        PgDb { admin_url: admin_url.to_owned(), url: format!("{base}/{name}"), name }
-    }
-
-    async fn drop_now(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-}
 
 /// Runs `check` on every backend.
 async fn on_every_store<F, Fut>(check: F)

@@ -18,7 +18,7 @@ impl Service {
         Ok(self.store.key_owner(key_hash).await?)
     }
 
-    /// A new key for a customer (the previous keys stay valid), returned once; only its hash is stored.
+    /// A new key for a customer, returned once (only its hash is stored); the customer's previous keys are revoked.
     ///
     /// # Errors
     /// `NotFound` for an unknown customer; storage errors; no randomness.

@@ -97,23 +97,6 @@ pub(super) fn text(d: Decimal) -> String {
     billing_core::wire::DecimalText::new(d).as_str().to_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(super) fn d(s: &str) -> Decimal {
-        s.parse().unwrap_or_default()
-    }
-
-    #[test]
-    pub(super) fn credit_is_used_soonest_to_expire_first_and_never_more_than_applied() {
-        let available = vec![("a".to_owned(), d("100")), ("b".to_owned(), d("50"))];
-        assert_eq!(allocate(d("120.50"), &available), vec![("a".into(), d("100")), ("b".into(), d("20.50"))]);
-        assert_eq!(allocate(d("30"), &available), vec![("a".into(), d("30"))]);
-        assert!(allocate(Decimal::ZERO, &available).is_empty());
-    }
-}
-
 impl Service {
     /// Buys a commitment for a customer: the terms from the price book in force at its start.
     ///
@@ -211,5 +194,22 @@ impl Service {
         entries.sort_by(|a, b| a.at.cmp(&b.at).then(a.commitment_id.cmp(&b.commitment_id)));
         let balance = entries.iter().map(|e| e.amount).sum();
         Ok((commitments, Ledger { entries, balance }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn d(s: &str) -> Decimal {
+        s.parse().unwrap_or_default()
+    }
+
+    #[test]
+    pub(super) fn credit_is_used_soonest_to_expire_first_and_never_more_than_applied() {
+        let available = vec![("a".to_owned(), d("100")), ("b".to_owned(), d("50"))];
+        assert_eq!(allocate(d("120.50"), &available), vec![("a".into(), d("100")), ("b".into(), d("20.50"))]);
+        assert_eq!(allocate(d("30"), &available), vec![("a".into(), d("30"))]);
+        assert!(allocate(Decimal::ZERO, &available).is_empty());
     }
 }

@@ -9,14 +9,15 @@ use std::sync::{Arc, RwLock};
 
 use api::http::{router, AppState};
 use api::server::{state, Settings};
-use api::time::FixedClock;
 use api::store::{self, Store};
+use api::time::FixedClock;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use serde_json::Value;
+use sqlx::Connection;
 use tower::ServiceExt;
 
 pub const ADMIN: &str = "admin-secret";
@@ -53,6 +54,35 @@ pub async fn sqlite() -> (Arc<dyn Store>, TempDir) {
     (store, dir)
 }
 
+/// A fresh PostgreSQL database, dropped on [`PgDb::drop_now`].
+pub struct PgDb {
+    pub admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub async fn create(admin_url: &str) -> PgDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("tally_contract_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap_or_else(|e| {
+            panic!("TALLY_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}")
+        });
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        PgDb { admin_url: admin_url.to_owned(), url: format!("{base}/{name}"), name }
+    }
+
+    pub async fn drop_now(self) {
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 pub fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
@@ -68,6 +98,11 @@ pub struct App {
 impl App {
     pub async fn new() -> App {
         let (store, dir) = sqlite().await;
+        App::on(store, dir).await
+    }
+
+    /// The service over `store` (its directory, if any, removed with the app).
+    pub async fn on(store: Arc<dyn Store>, dir: TempDir) -> App {
         let clock = Arc::new(FixedClock(RwLock::new(at("2026-11-20T12:00:00Z"))));
         let settings = Settings { admin_token: Some(ADMIN.into()), ..Settings::default() };
         let (state, _) = state(store, clock.clone(), &settings).await.unwrap();
