@@ -359,11 +359,11 @@ fn invoice_run(
         let service = Arc::new(
             crate::app::Service::start(store.clone(), clock.clone(), &book)
                 .await
-                .map_err(|e| Failure::Input(format!("{e:?}")))?,
+                .map_err(|e| Failure::Input(e.to_string()))?,
         );
         let as_of = as_of.unwrap_or_else(|| clock.now());
         let (run, created) =
-            service.open_run(as_of, issue).await.map_err(|e| Failure::Input(format!("{e:?}")))?;
+            service.open_run(as_of, issue).await.map_err(|e| Failure::Input(e.to_string()))?;
         let _ = writeln!(
             stderr,
             "{} invoice run {} (as of {}): {} customer periods eligible",
@@ -391,7 +391,7 @@ fn invoice_run(
             // The input was good: a run that stops part-way (the database failing) is exit 1, and running it
             // again finishes the job.
             service.work_run(&run, settings, progress).await.map_err(|e| {
-                Failure::Partial(format!("the run stopped part-way ({e:?}); run it again to finish it"))
+                Failure::Partial(format!("the run stopped part-way ({e}); run it again to finish it"))
             })?;
         if terminal {
             eprintln!();

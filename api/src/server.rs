@@ -149,7 +149,7 @@ pub async fn state(
     };
     let (admin_hash, generated) = admin_token(store.as_ref(), settings.admin_token.as_deref()).await?;
     let service =
-        Service::start(store, clock, &first).await.map_err(|e| StartError::Service(format!("{e:?}")))?;
+        Service::start(store, clock, &first).await.map_err(|e| StartError::Service(e.to_string()))?;
     let run_settings =
         RunSettings { workers: 2, prefix: settings.invoice_prefix.clone(), ..RunSettings::default() };
     Ok((

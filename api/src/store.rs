@@ -29,6 +29,14 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database could not be reached or opened at start-up: where, and why, as a sentence.
+    #[error("cannot connect to {target}: {cause}")]
+    Unreachable {
+        /// What was tried: `PostgreSQL at HOST:PORT (database NAME)` or `the SQLite database FILE`.
+        target: String,
+        /// Why: connection refused, no such database, authentication failed, no answer…
+        cause: String,
+    },
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
@@ -621,12 +629,60 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
         Ok(Arc::new(SqliteStore { pool, _alive: alive }))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect_with(options).await?;
+        let target = format!(
+            "PostgreSQL at {}:{} (database {})",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("postgres")
+        );
+        // One connection first, within CONNECT_TIMEOUT: its error says why (the pool would retry in silence for
+        // its acquire timeout, then say only that it timed out).
+        let first = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await;
+        match first {
+            Err(_) => return Err(unreachable(target, "no answer within 5 seconds".into())),
+            Ok(Err(e)) => return Err(unreachable(target, connect_cause(&e))),
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .connect_with(options)
+            .await
+            .map_err(|e| unreachable(target, connect_cause(&e)))?;
         Ok(Arc::new(PgStore { pool, _alive: Arc::new(()) }))
     } else {
         Err(StoreError::Database(sqlx::Error::Configuration(
             format!("unsupported database URL `{url}`: use sqlite://FILE or postgres://…").into(),
         )))
+    }
+}
+
+/// How long start-up waits for a database's first connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn unreachable(target: String, cause: String) -> StoreError {
+    StoreError::Unreachable { target, cause }
+}
+
+/// Why a connection failed, in a few words a user can act on.
+fn connect_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running, on that port?)".into()
+        }
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("3D000") => format!("no such database ({})", db.message()),
+            Some("28P01" | "28000") => format!("authentication failed ({})", db.message()),
+            _ => db.message().to_owned(),
+        },
+        sqlx::Error::PoolTimedOut => "no answer within 5 seconds".into(),
+        other => other.to_string(),
     }
 }
 
@@ -652,7 +708,25 @@ pub async fn sqlite_pool(url: &str) -> StoreResult<(sqlx::SqlitePool, Arc<()>)> 
         .pragma("cache_size", "-65536")
         .pragma("wal_autocheckpoint", "8192")
         .foreign_keys(true);
-    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+    let target = format!("the SQLite database {}", options.get_filename().display());
+    // One connection first: a file that cannot be opened is said at once, with the reason.
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options),
+    )
+    .await
+    {
+        Err(_) => return Err(unreachable(target, "no answer within 5 seconds".into())),
+        Ok(Err(e)) => return Err(unreachable(target, connect_cause(&e))),
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .map_err(|e| unreachable(target, connect_cause(&e)))?;
     let alive = Arc::new(());
     let watch = Arc::downgrade(&alive);
     let checkpoints = pool.clone();

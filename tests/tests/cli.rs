@@ -141,3 +141,35 @@ fn the_built_in_price_book_prints_in_canonical_form_and_reads_back() {
     let again = tally(&["price-book", "--price-book", file.arg()], "");
     assert_eq!(again.stdout, run.stdout, "canonical form is a fixed point");
 }
+
+/// A database that cannot be reached is said at once, as a sentence naming where and why — not after the pool's
+/// 30 s of silent retries as "pool timed out".
+#[test]
+fn a_database_that_cannot_be_reached_is_named_with_its_cause() {
+    let dir = TempFile::new("not-a-dir", "");
+    let unopenable = format!("sqlite://{}/tally.db", dir.arg());
+    let cases = [
+        (
+            "postgres://postgres@127.0.0.1:1/x",
+            "cannot connect to PostgreSQL at 127.0.0.1:1 (database x): connection refused",
+        ),
+        (unopenable.as_str(), "cannot connect to the SQLite database"),
+    ];
+    e2e::tally_path(); // built before the clock starts
+    for (url, said) in cases {
+        let started = std::time::Instant::now();
+        let run = tally(&["migrate", "--database", url], "");
+        assert_eq!(run.code, Some(2), "{url}: {}", run.stderr);
+        assert!(run.stderr.contains(said), "{url}: {}", run.stderr);
+        assert!(!run.stderr.contains("timed out") && !run.stderr.contains("Error {"), "{}", run.stderr);
+        // Not a speed target: the old behaviour waited out a 30 s pool timeout; 5 s is the connect limit.
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{url}: {:?}", started.elapsed());
+    }
+    if let Ok(url) = std::env::var("TALLY_TEST_POSTGRES_URL") {
+        let missing =
+            format!("{}/tally_no_such_database", url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b));
+        let run = tally(&["migrate", "--database", &missing], "");
+        assert_eq!(run.code, Some(2), "{}", run.stderr);
+        assert!(run.stderr.contains("no such database"), "{}", run.stderr);
+    }
+}
