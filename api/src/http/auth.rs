@@ -87,7 +87,7 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
 /// The router's check (a route layer: it runs after routing, before the handler and its idempotency key): the
 /// route's [`Access`] from the table, the caller authenticated once and left in the request's extensions for the
 /// handler's extractor.
-pub(super) async fn guard(
+pub async fn guard(
     State(state): State<AppState>,
     matched: Option<MatchedPath>,
     request: Request,

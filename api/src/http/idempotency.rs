@@ -26,7 +26,7 @@ use crate::store::Idempotent;
 pub const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The middleware: claim the key, run the request, store its answer (or release the claim).
-pub(super) async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
