@@ -5,8 +5,10 @@ use billing_core::{BillingPeriod, CommitmentTerms};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::*;
-use crate::secret::*;
+use super::{instant, invalid, Failure, Outcome, Service};
+use crate::secret::new_id;
+use crate::store::{CommitmentRow, CreditEntry, CustomerRow};
+use crate::time::micros;
 
 /// One line of a customer's credit ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]

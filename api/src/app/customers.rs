@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::*;
+use super::{Failure, Outcome, Service};
+use crate::store::{AddonSince, CustomerRow};
+use crate::time::{first_of_month, micros};
 
 impl Service {
     /// Creates a customer with its first key's hash.

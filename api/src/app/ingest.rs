@@ -7,7 +7,9 @@ use std::sync::Arc;
 use billing_core::{BillingPeriod, PriceBook, Quantity};
 use chrono::{DateTime, Utc};
 
-use super::*;
+use super::{instant, quantity_micros, Outcome, Service};
+use crate::store::{AlertRow, CustomerRow, EventOutcome, LimitRow, NewEvent, NewReport};
+use crate::time::micros;
 
 /// Whether a batch holds events (added up) or reports (absolute values, the highest kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

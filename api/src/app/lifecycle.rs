@@ -1,6 +1,7 @@
 //! The invoice lifecycle: draft → issued (numbered, gap-free) → paid, or void (its credit returned).
-
-use super::*;
+use super::{Failure, Outcome, Service};
+use crate::store::{InvoiceAction, InvoiceFilter, InvoiceRow, Transition};
+use crate::time::micros;
 
 impl Service {
     /// A lifecycle step of an invoice.

@@ -3,7 +3,9 @@
 use billing_core::Rounding;
 use rust_decimal::Decimal;
 
-use super::*;
+use super::{invalid, Failure, Outcome, Service};
+use crate::store::{AlertRow, CustomerRow, LimitRow};
+use crate::time::micros;
 
 impl Service {
     /// Sets and removes caps, after the problems the caller already found (`issues`), reporting them all together.

@@ -12,9 +12,6 @@ use billing_core::{Bill, BillingPeriod, PriceBook, Quantity};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::store::*;
-use crate::time::*;
-
 mod access;
 mod credit;
 mod customers;
@@ -26,6 +23,12 @@ mod quotes;
 mod runs;
 mod usage;
 
+use crate::store::CustomerRow;
+use crate::store::Store;
+use crate::store::StoreError;
+use crate::store::StoredBook;
+use crate::time::micros;
+use crate::time::Clock;
 pub use access::IDEMPOTENCY_KEEP_MICROS;
 pub use credit::{available_credit, Ledger, LedgerEntry};
 pub use ingest::{Batch, Entry, EntryKind, Ingested, Rejected};

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use billing_core::{AddonChoice, BillingPeriod, CommitmentChoice, PriceBook, QuoteRequest};
 use rust_decimal::Decimal;
 
-use super::credit::*;
-use super::*;
+use super::credit::commitment_for;
+use super::{available_credit, from_micros, instant, invalid, Outcome, Service};
+use crate::store::{CustomerRow, Due, LimitRow};
+use crate::time::micros;
 
 /// The invoice view of a period: the request billing-core prices (usage, add-ons, caps, the commitment and the
 /// credit available at the period's last instant), and the credit available per commitment.

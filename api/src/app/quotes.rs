@@ -3,7 +3,8 @@
 use billing_core::{compute, QuoteRequest};
 use rust_decimal::Decimal;
 
-use super::*;
+use super::{Failure, Outcome, Service};
+use crate::store::StoreError;
 
 impl Service {
     /// A quote of a request's text against the version in force now (the one `tally quote` would use with it), as

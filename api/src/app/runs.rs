@@ -8,9 +8,11 @@ use std::time::Duration;
 use billing_core::{compute, BillingPeriod};
 use chrono::{DateTime, Utc};
 
-use super::credit::*;
-use super::*;
-use crate::secret::*;
+use super::credit::{allocate, text};
+use super::{instant, invalid, period_request, Failure, Outcome, Service};
+use crate::secret::new_id;
+use crate::store::{BatchDone, ClaimCursor, CreditEntry, Due, InvoiceRow, PriceFn, PricedInvoice, RunRow};
+use crate::time::micros;
 
 /// The default prefix of invoice numbers.
 pub const DEFAULT_PREFIX: &str = "INV-";

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use billing_core::{compute, project_month_end, Bill, BillingPeriod, PriceBook, Quantity, QuoteRequest};
 use chrono::{DateTime, Utc};
 
-use super::*;
+use super::{from_micros, instant, invalid, quantity_micros, Failure, Outcome, Service};
+use crate::store::{CustomerRow, LimitRow, StoreError};
+use crate::time::micros;
 
 /// A capped product, when its cap was reached, and when the projection reaches it.
 pub type CapTimes = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
@@ -50,7 +52,7 @@ impl Service {
             commitments,
             credits,
         };
-        let (request, _) = crate::app::period_request(self, &book, &due, period)?;
+        let (request, _) = super::period::period_request(self, &book, &due, period)?;
         let bill = compute(&book, &request)?.into_owned();
         Ok((book, request, bill))
     }

@@ -5,25 +5,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::{Admin, CustomerScope};
 use super::error::{ApiError, ApiResult};
-use super::extract::*;
+use super::extract::{json_body, parse_instant, Body, Id, PageQuery, Q};
+use super::views::{CreatedCustomer, Customer, NewApiKey, Page};
 use super::AppState;
-use crate::secret::*;
-use crate::store::*;
-
-fn customer_json(c: &CustomerRow) -> ApiResult<Value> {
-    Ok(json!({
-        "id": c.id,
-        "name": c.name,
-        "billing_anchor": rfc3339(c.billing_anchor)?,
-        "addons": c.addons.iter().filter(|a| a.until.is_none()).map(|a| a.key.clone()).collect::<Vec<_>>(),
-        "created_at": rfc3339(c.created_at)?,
-        "updated_at": rfc3339(c.updated_at)?,
-    }))
-}
+use crate::secret::{hash_secret, hex, new_secret};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +72,7 @@ pub(super) async fn create_customer(
         if same {
             return Ok((
                 StatusCode::OK,
-                Json(json!({"customer": customer_json(&existing)?, "api_key": null})),
+                Json(CreatedCustomer { api_key: None, customer: Customer::of(&existing)? }),
             )
                 .into_response());
         }
@@ -99,29 +87,28 @@ pub(super) async fn create_customer(
         .service
         .create_customer(&new.id, &new.name, anchor, &new.addons, &hex(&hash_secret(&key)))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"customer": customer_json(&row)?, "api_key": key}))).into_response())
+    Ok((StatusCode::CREATED, Json(CreatedCustomer { api_key: Some(key), customer: Customer::of(&row)? }))
+        .into_response())
 }
 
 pub(super) async fn list_customers(
     State(state): State<AppState>,
     _: Admin,
-    _headers: HeaderMap,
     Q(q): Q<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<Customer>>> {
     let limit = q.limit()?;
     let rows = state.service.customers(q.cursor.as_deref(), i64::try_from(limit + 1).unwrap_or(501)).await?;
     let more = rows.len() > limit;
-    let data: Vec<Value> = rows.iter().take(limit).map(customer_json).collect::<ApiResult<_>>()?;
+    let data = rows.iter().take(limit).map(Customer::of).collect::<ApiResult<_>>()?;
     let next = more.then(|| rows[limit - 1].id.clone());
-    Ok(Json(json!({"data": data, "next_cursor": next})))
+    Ok(Json(Page { data, next_cursor: next }))
 }
 
 pub(super) async fn get_customer(
     State(state): State<AppState>,
-    _headers: HeaderMap,
     CustomerScope { id, .. }: CustomerScope,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(customer_json(&state.service.customer(&id).await?)?))
+) -> ApiResult<Json<Customer>> {
+    Ok(Json(Customer::of(&state.service.customer(&id).await?)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,16 +126,16 @@ pub(super) async fn update_customer(
     headers: HeaderMap,
     Id(id): Id,
     Body(body): Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Customer>> {
     let changes: CustomerChanges = json_body(&headers, &body)?;
     if changes.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.len() > 256) {
         return Err(ApiError::invalid(vec![billing_core::Issue::new("name", "must be 1–256 characters")]));
     }
     let row = state.service.update_customer(&id, changes.name, changes.addons).await?;
-    Ok(Json(customer_json(&row)?))
+    Ok(Json(Customer::of(&row)?))
 }
 
 pub(super) async fn new_api_key(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Response> {
     let key = state.service.new_api_key(&id).await?;
-    Ok((StatusCode::CREATED, Json(json!({"customer_id": id, "api_key": key}))).into_response())
+    Ok((StatusCode::CREATED, Json(NewApiKey { api_key: key, customer_id: id })).into_response())
 }

@@ -6,17 +6,31 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::app::Failure;
+
+/// The body of every error: `{"error": {"code", "message", "details"}}`.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// An error: a stable code, a sentence, and (for validation) every problem; `details` is left out when empty.
+#[derive(Debug, Serialize)]
+struct ErrorDetail {
+    code: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<Detail>,
+    message: String,
+}
 
 /// One problem in an error's `details`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Detail {
-    /// JSON path of the field at fault.
-    pub path: String,
     /// What is wrong.
     pub message: String,
+    /// JSON path of the field at fault.
+    pub path: String,
 }
 
 /// The one error of the API: a status, a stable code, a message, and (for validation) every problem.
@@ -99,11 +113,10 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if !self.details.is_empty() {
-            error["details"] = json!(self.details);
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let error = ErrorBody {
+            error: ErrorDetail { code: self.code, details: self.details, message: self.message },
+        };
+        (self.status, Json(error)).into_response()
     }
 }
 

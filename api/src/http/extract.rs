@@ -7,9 +7,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
+use super::views::Page;
 
 /// A request body, read within the body limit; over it, 413 in the API's error shape.
 #[derive(Debug)]
@@ -148,7 +149,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestP
 }
 
 /// A page of a list already in memory, by offset cursor.
-pub(super) fn page<T: Serialize>(items: Vec<T>, q: &PageQuery) -> ApiResult<Value> {
+pub(super) fn page<T: Serialize>(items: Vec<T>, q: &PageQuery) -> ApiResult<Page<T>> {
     let limit = q.limit()?;
     let start = match &q.cursor {
         None => 0,
@@ -157,15 +158,9 @@ pub(super) fn page<T: Serialize>(items: Vec<T>, q: &PageQuery) -> ApiResult<Valu
         })?,
     };
     let end = (start + limit).min(items.len());
-    let next = (end < items.len()).then(|| end.to_string());
+    let next_cursor = (end < items.len()).then(|| end.to_string());
     let data: Vec<T> = items.into_iter().skip(start).take(limit).collect();
-    Ok(json!({"data": data, "next_cursor": next}))
-}
-
-pub(super) fn rfc3339(micros: i64) -> ApiResult<String> {
-    Ok(crate::app::instant(micros)
-        .map_err(ApiError::from)?
-        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    Ok(Page { data, next_cursor })
 }
 
 pub(super) fn parse_instant(path: &str, value: &str) -> ApiResult<DateTime<Utc>> {

@@ -7,36 +7,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rust_decimal::Decimal;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::{Admin, Authenticated, Caller};
 use super::error::{ApiError, ApiResult};
-use super::extract::*;
+use super::extract::{json_body, parse_instant, Body, Id, PageQuery, Q};
+use super::views::{Invoice, Page, Run};
 use super::AppState;
-use crate::app::*;
-
-fn run_json(run: &crate::store::RunRow) -> ApiResult<Value> {
-    let counts = crate::app::RunCounts::of(run);
-    let failures: Vec<Value> = run
-        .failures
-        .iter()
-        .map(|f| Ok(json!({"customer_id": f.customer_id, "period_start": rfc3339(f.period_start)?, "reason": f.reason})))
-        .collect::<ApiResult<_>>()?;
-    Ok(json!({
-        "id": run.id,
-        "as_of": rfc3339(run.as_of)?,
-        "issue": run.issue,
-        "status": run.status,
-        "counts": {"eligible": counts.eligible, "invoiced": counts.invoiced,
-                   "already_invoiced": counts.already_invoiced, "failed": counts.failed},
-        "failures": failures,
-        "created_at": rfc3339(run.created_at)?,
-        "finished_at": run.finished_at.map(rfc3339).transpose()?,
-        "seconds": run.finished_at.map(|f| Decimal::new(f - run.created_at, 6).normalize()),
-    }))
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,40 +42,12 @@ pub(super) async fn create_run(
             tracing::error!(run = %background.id, error = ?e, "invoice run stopped");
         }
     });
-    Ok((StatusCode::ACCEPTED, Json(run_json(&run)?)).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Run::of(&run)?)).into_response())
 }
 
-pub(super) async fn get_run(
-    State(state): State<AppState>,
-    _: Admin,
-    _headers: HeaderMap,
-    Id(id): Id,
-) -> ApiResult<Json<Value>> {
+pub(super) async fn get_run(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Json<Run>> {
     let run = state.service.run(&id).await?;
-    Ok(Json(run_json(&run)?))
-}
-
-fn invoice_json(service: &Service, i: &crate::store::InvoiceRow) -> ApiResult<Value> {
-    let parse = |text: &str| serde_json::from_str::<Value>(text).map_err(|e| ApiError::internal(&e));
-    Ok(json!({
-        "id": i.id,
-        "number": i.number,
-        "customer_id": i.customer_id,
-        "period": {"start": rfc3339(i.period_start)?, "end": rfc3339(i.period_end)?},
-        "status": i.status,
-        "price_book_version": i.price_book_version,
-        "currency": i.currency,
-        "request": parse(&i.request)?,
-        "bill": service.invoice_bill(i)?,
-        "total": i.total,
-        "credit_applied": i.credit_applied,
-        "amount_due": i.amount_due,
-        "run_id": i.run_id,
-        "created_at": rfc3339(i.created_at)?,
-        "issued_at": i.issued_at.map(rfc3339).transpose()?,
-        "paid_at": i.paid_at.map(rfc3339).transpose()?,
-        "voided_at": i.voided_at.map(rfc3339).transpose()?,
-    }))
+    Ok(Json(Run::of(&run)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,9 +62,8 @@ pub(super) struct InvoiceQuery {
 pub(super) async fn list_invoices(
     State(state): State<AppState>,
     Authenticated(who): Authenticated,
-    _headers: HeaderMap,
     Q(q): Q<InvoiceQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<Invoice>>> {
     let page = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() };
     let limit = page.limit()?;
     let mut filter = crate::store::InvoiceFilter {
@@ -146,10 +94,9 @@ pub(super) async fn list_invoices(
     let rows =
         state.service.invoices(&filter, q.cursor.as_deref(), i64::try_from(limit + 1).unwrap_or(501)).await?;
     let more = rows.len() > limit;
-    let data: Vec<Value> =
-        rows.iter().take(limit).map(|i| invoice_json(&state.service, i)).collect::<ApiResult<_>>()?;
+    let data = rows.iter().take(limit).map(|i| Invoice::of(&state.service, i)).collect::<ApiResult<_>>()?;
     let next = more.then(|| rows[limit - 1].id.clone());
-    Ok(Json(json!({"data": data, "next_cursor": next})))
+    Ok(Json(Page { data, next_cursor: next }))
 }
 
 pub(super) async fn get_invoice(
@@ -175,7 +122,7 @@ pub(super) async fn get_invoice(
         return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html)
             .into_response());
     }
-    Ok(Json(invoice_json(&state.service, &invoice)?).into_response())
+    Ok(Json(Invoice::of(&state.service, &invoice)?).into_response())
 }
 
 async fn lifecycle(
@@ -183,16 +130,16 @@ async fn lifecycle(
     _: Admin,
     id: &str,
     action: crate::store::InvoiceAction,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Invoice>> {
     let invoice = state.service.transition(id, action, &state.run_settings.prefix).await?;
-    Ok(Json(invoice_json(&state.service, &invoice)?))
+    Ok(Json(Invoice::of(&state.service, &invoice)?))
 }
 
 pub(super) async fn issue_invoice(
     State(state): State<AppState>,
     admin: Admin,
     Id(id): Id,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Invoice>> {
     lifecycle(&state, admin, &id, crate::store::InvoiceAction::Issue).await
 }
 
@@ -200,7 +147,7 @@ pub(super) async fn pay_invoice(
     State(state): State<AppState>,
     admin: Admin,
     Id(id): Id,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Invoice>> {
     lifecycle(&state, admin, &id, crate::store::InvoiceAction::Pay).await
 }
 
@@ -208,6 +155,6 @@ pub(super) async fn void_invoice(
     State(state): State<AppState>,
     admin: Admin,
     Id(id): Id,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Invoice>> {
     lifecycle(&state, admin, &id, crate::store::InvoiceAction::Void).await
 }

@@ -1,28 +1,25 @@
 //! `/v1/customers/{id}/limits` (spend caps) and `/v1/customers/{id}/alerts` (the thresholds they reached).
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::CustomerScope;
 use super::error::{ApiError, ApiResult};
-use super::extract::*;
+use super::extract::{json_value, page, Body, PageQuery, Q};
+use super::views::{limits, Alert, Page};
 use super::AppState;
-
-pub(super) async fn limits_json(state: &AppState, id: &str) -> ApiResult<Value> {
-    let limits = state.service.limits(id).await?;
-    Ok(Value::Object(limits.into_iter().map(|l| (l.product, json!(l.amount.to_string()))).collect()))
-}
 
 pub(super) async fn get_limits(
     State(state): State<AppState>,
-    _headers: HeaderMap,
     CustomerScope { id, .. }: CustomerScope,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BTreeMap<String, String>>> {
     state.service.customer(&id).await?;
-    Ok(Json(limits_json(&state, &id).await?))
+    Ok(Json(limits(state.service.limits(&id).await?)))
 }
 
 pub(super) async fn put_limits(
@@ -30,7 +27,7 @@ pub(super) async fn put_limits(
     headers: HeaderMap,
     CustomerScope { id, .. }: CustomerScope,
     Body(body): Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BTreeMap<String, String>>> {
     let value = json_value(&headers, &body)?;
     let Value::Object(entries) = value else {
         return Err(ApiError::invalid(vec![billing_core::Issue::new(
@@ -59,20 +56,16 @@ pub(super) async fn put_limits(
         }
     }
     state.service.set_limits(&customer, changes, issues).await?;
-    Ok(Json(limits_json(&state, &id).await?))
+    Ok(Json(limits(state.service.limits(&id).await?)))
 }
 
 pub(super) async fn alerts(
     State(state): State<AppState>,
-    _headers: HeaderMap,
     CustomerScope { id, .. }: CustomerScope,
     Q(q): Q<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<Alert>>> {
     state.service.customer(&id).await?;
     let alerts = state.service.alerts(&id).await?;
-    let items: Vec<Value> = alerts
-        .iter()
-        .map(|a| Ok(json!({"product": a.product, "period_start": rfc3339(a.period_start)?, "threshold": a.threshold, "detected_at": rfc3339(a.detected_at)?})))
-        .collect::<ApiResult<_>>()?;
+    let items: Vec<Alert> = alerts.iter().map(Alert::of).collect::<ApiResult<_>>()?;
     Ok(Json(page(items, &q)?))
 }

@@ -16,7 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::app::{RunSettings, Service};
 
@@ -34,6 +34,7 @@ mod price_books;
 mod quotes;
 pub mod render;
 mod usage;
+mod views;
 
 pub use error::{ApiError, ApiResult, Detail};
 
@@ -129,10 +130,10 @@ async fn method_not_allowed() -> ApiError {
 
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.service.ping().await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Ok(()) => Json(views::Health { status: "ok" }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(views::Health { status: "unavailable" })).into_response()
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use leptos::config::LeptosOptions;
 use pricing_ui::shell::{script_json, shell, PageInput};
 
-use crate::http::AppState;
+use super::AppState;
 
 /// Where the wasm bundle is, when it is there.
 #[derive(Debug, Clone, Default)]
@@ -74,7 +74,7 @@ pub(crate) async fn page(State(state): State<AppState>, request: Request) -> Res
     let book = state.service.book_at(state.service.now());
     let json = match serde_json::to_string(&*book) {
         Ok(json) => json,
-        Err(e) => return crate::http::ApiError::internal(&e).into_response(),
+        Err(e) => return super::ApiError::internal(&e).into_response(),
     };
     let input = PageInput {
         book,

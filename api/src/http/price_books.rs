@@ -5,11 +5,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use billing_core::PriceBook;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
-use super::extract::*;
+use super::extract::{json_value, page, parse_instant, Body, PageQuery, Q};
+use super::views::{Page, PriceBookVersion};
 use super::AppState;
 
 pub(super) async fn price_book(State(state): State<AppState>) -> ApiResult<Response> {
@@ -17,13 +18,12 @@ pub(super) async fn price_book(State(state): State<AppState>) -> ApiResult<Respo
     Ok(Json(&*book).into_response())
 }
 
-fn version_json(v: &crate::app::Version) -> Value {
-    json!({"version": v.book.version(), "in_force_at": v.in_force_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-           "currency": v.book.currency().code()})
-}
-
-pub(super) async fn price_books(State(state): State<AppState>, Q(q): Q<PageQuery>) -> ApiResult<Json<Value>> {
-    let versions: Vec<Value> = state.service.versions().iter().map(|v| version_json(v)).collect();
+pub(super) async fn price_books(
+    State(state): State<AppState>,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Json<Page<PriceBookVersion>>> {
+    let versions: Vec<PriceBookVersion> =
+        state.service.versions().iter().map(|v| PriceBookVersion::of(v)).collect();
     Ok(Json(page(versions, &q)?))
 }
 
@@ -77,5 +77,5 @@ pub(super) async fn publish_price_book(
         )
     })?;
     let version = state.service.publish(&book, in_force_at).await?;
-    Ok((StatusCode::CREATED, Json(version_json(&version))).into_response())
+    Ok((StatusCode::CREATED, Json(PriceBookVersion::of(&version))).into_response())
 }

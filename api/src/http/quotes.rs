@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::*;
+use super::extract::{check_json_type, decimal_field, json_body, Body};
 use super::AppState;
-use crate::app::*;
+use crate::app::Failure;
 
 pub(super) async fn quote(
     State(state): State<AppState>,
@@ -55,9 +55,9 @@ pub(super) async fn commitment_advice(
     State(state): State<AppState>,
     headers: HeaderMap,
     Body(body): Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<billing_core::CommitmentAdvice>> {
     let request: AdviceRequest = json_body(&headers, &body)?;
     let estimate = decimal_field("monthly_estimate", &request.monthly_estimate)?;
     let advice = state.service.commitment_advice(estimate)?;
-    Ok(Json(serde_json::to_value(&advice).map_err(|e| ApiError::internal(&e))?))
+    Ok(Json(advice))
 }

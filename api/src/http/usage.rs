@@ -2,17 +2,19 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use billing_core::Quantity;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::{Authenticated, Caller, CustomerScope};
 use super::error::{ApiError, ApiResult};
-use super::extract::*;
+use super::extract::{json_value, parse_instant, AtQuery, Body, Q};
+use super::views::{Ingested, UsageView};
 use super::{AppState, MAX_BATCH};
-use crate::app::*;
+use crate::app::{Entry, EntryKind, Rejected};
 
 fn quantity_of(value: Option<&Value>) -> Result<Quantity, String> {
     let d =
@@ -48,7 +50,7 @@ pub(super) async fn ingest(
     Authenticated(who): Authenticated,
     headers: HeaderMap,
     Body(body): Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Ingested<Rejected>>> {
     let value = json_value(&headers, &body)?;
     let (kind, name, entries) = match &value {
         Value::Object(o) if o.len() == 1 => match o.iter().next() {
@@ -78,7 +80,7 @@ pub(super) async fn ingest(
     }
     let read = entries.iter().enumerate().map(|(index, entry)| read_entry(kind, index, entry)).collect();
     let (done, rejected) = state.service.ingest_entries(kind, read).await?;
-    Ok(Json(json!({"accepted": done.accepted, "duplicates": done.duplicates, "rejected": rejected})))
+    Ok(Json(Ingested { accepted: done.accepted, duplicates: done.duplicates, rejected }))
 }
 
 /// One entry's fields as JSON gives them; what each means is the use-case's to judge.
@@ -111,38 +113,14 @@ fn batch_shape() -> ApiError {
 
 pub(super) async fn usage_view(
     State(state): State<AppState>,
-    _headers: HeaderMap,
     CustomerScope { id, .. }: CustomerScope,
     Q(q): Q<AtQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let at = match &q.at {
         None => state.service.now(),
         Some(a) => parse_instant("at", a)?,
     };
     let customer = state.service.customer(&id).await?;
     let view = state.service.usage_view(&customer, at).await?;
-    let caps: Vec<Value> = view
-        .bill
-        .spend_limits
-        .iter()
-        .map(|l| {
-            let mut v = json!(l);
-            let (reached, projected) =
-                view.caps.iter().find(|c| c.0 == l.product).map_or((None, None), |c| (c.1, c.2));
-            let show =
-                |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
-            v["cap_reached_at"] = json!(show(reached));
-            v["projected_cap_at"] = json!(show(projected));
-            v
-        })
-        .collect();
-    let period = json!({"start": view.period.start(), "end": view.period.end()});
-    Ok(Json(json!({
-        "customer_id": id,
-        "period": period,
-        "usage": view.usage,
-        "bill": view.bill,
-        "projected": {"usage": view.projected_usage, "bill": view.projected_bill},
-        "caps": caps,
-    })))
+    Ok(Json(UsageView::of(&id, &view)).into_response())
 }
