@@ -226,7 +226,7 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     use std::str::FromStr;
     if url.starts_with("sqlite:") {
         let (pool, alive) = sqlite_pool(url).await?;
-        Ok(Arc::new(SqliteStore { pool, _alive: alive }))
+        Ok(Arc::new(SqliteStore::new(pool, alive)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
         let target = format!(
@@ -254,7 +254,7 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
             .connect_with(options)
             .await
             .map_err(|e| unreachable(target, connect_cause(&e)))?;
-        Ok(Arc::new(PgStore { pool, _alive: Arc::new(()) }))
+        Ok(Arc::new(PgStore::new(pool, Arc::new(()))))
     } else {
         Err(StoreError::Database(sqlx::Error::Configuration(
             format!("unsupported database URL `{url}`: use sqlite://FILE or postgres://…").into(),
@@ -355,7 +355,7 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-mod backends;
+mod backend;
 mod types;
 
 pub use types::*;
@@ -363,4 +363,12 @@ mod due;
 mod migrations;
 mod rows;
 
-pub use backends::{PgStore, SqliteStore};
+mod sql;
+
+pub use backend::{Backend, Postgres, Sqlite};
+pub use sql::SqlStore;
+
+/// The store on SQLite.
+pub type SqliteStore = SqlStore<Sqlite>;
+/// The store on PostgreSQL.
+pub type PgStore = SqlStore<Postgres>;
