@@ -1,6 +1,9 @@
 //! A batch of due customers as the database reads it: one JSON document per chunk, parsed here.
 
-use super::*;
+use super::{
+    corrupt, AddonSince, CommitmentRow, CreditEntry, CustomerRow, Due, LimitRow, MeterTotal, PricedInvoice,
+    StoreResult,
+};
 
 /// The next chunk of an invoice run (`$1` as_of, `$2` run id, `$3` how many, after the id `$4` in claim order: by
 /// id), with each customer's usage in its open period, caps, commitments and credit movements: one JSON array, one

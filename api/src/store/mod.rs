@@ -1,25 +1,23 @@
-//! Storage: one small trait, [`Store`], with one implementation per database, SQLite and PostgreSQL. Files: this
-//! one (the trait, opening a database), `types` (the rows), `rows` (reading them back), `due` (a batch of due
-//! customers and its pipeline of chunks), `migrations`, `backends` (the two implementations).
+//! Storage: one small trait, [`Store`], with one implementation for both databases, SQLite and PostgreSQL.
 //!
-//! Both implementations are the same code: the sqlx query API is identical for the two pools, every query is
-//! written once with `$1, $2, …` placeholders (PostgreSQL's; SQLite reads `$N` as numbered parameters, bound in
-//! order of first appearance, which is why every query numbers them in order), and `sql_store!` instantiates it
-//! for `SqlitePool` and `PgPool`. The one exception is the bulk insert of events, whose placeholders come from a
-//! per-backend function (see `sqlite_row_params`). Queries are checked at run time, by the storage contract suite run against both
-//! databases (`api/tests/store_contract.rs`), not by sqlx's compile-time macros (which bind one database per crate).
+//! Files: this one (the trait, opening a database), `types` (the rows), `rows` (reading them back), `due` (a batch
+//! of due customers and its pipeline of chunks), `migrations`, `backend` (what differs between the databases: the
+//! [`Backend`] trait), `sql/` (every query, written once: [`SqlStore`], generic over the backend).
+//!
+//! Every query is written once with `$1, $2, …` placeholders (PostgreSQL's; SQLite reads `$N` as numbered
+//! parameters, bound in order of first appearance, which is why every query numbers them in order), and the sqlx
+//! query API is the same for both pools: [`SqlStore`] runs them on either, and [`SqliteStore`] and [`PgStore`] are
+//! its two instances. What differs — a handful of statements, listed in `backend.rs` with the reason for each — comes
+//! from [`Backend`]. Queries are checked at run time, by the storage contract suite run against both databases
+//! (`api/tests/store_contract.rs`), not by sqlx's compile-time macros (which bind one database per crate).
 //!
 //! Exact values only: quantities are integer micro-units (a `Quantity` has at most 6 decimal places and at most
 //! 10¹² units, so 10¹⁸ micro-units fit a BIGINT), caps whole currency units, instants microseconds since the Unix
 //! epoch, price books their canonical JSON text. Conversions to core types happen in `app`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use sqlx::migrate::Migrator;
-use sqlx::Row;
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]

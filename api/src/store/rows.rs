@@ -1,6 +1,7 @@
 //! Rows as read back: each column checked, a value that cannot be read is `StoreError::Corrupt`, never a panic.
+use sqlx::Row;
 
-use super::*;
+use super::{corrupt, CommitmentRow, CreditEntry, CustomerRow, InvoiceRow, RunFailure, RunRow, StoreResult};
 
 pub(super) fn customer_row<R: Row>(r: &R) -> StoreResult<CustomerRow>
 where

@@ -1,6 +1,7 @@
 //! The row types the store reads and writes: exact (integer micro-units, microseconds, decimal text), never a float.
+use serde::{Deserialize, Serialize};
 
-use super::*;
+use std::sync::Arc;
 
 /// A stored price-book version.
 #[derive(Debug, Clone, PartialEq, Eq)]

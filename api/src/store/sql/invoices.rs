@@ -1,0 +1,144 @@
+//! An invoice's lifecycle step and the opening of an invoice run, each one transaction.
+
+use sqlx::Row;
+
+use super::{INVOICE_COLUMNS, RUN_COLUMNS};
+use crate::store::rows::{credit_row, invoice_row, run_row};
+use crate::store::{
+    corrupt, invoice_number, Backend, InvoiceAction, RunRow, SqlStore, StoreError, StoreResult, Transition,
+};
+
+impl<B: Backend> SqlStore<B>
+where
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    for<'c> &'c sqlx::Pool<B::Db>: sqlx::Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, B::Db>,
+    <B::Db as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> bool: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'s> &'s str: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+{
+    pub(super) async fn write_transition(
+        &self,
+        id: &str,
+        action: InvoiceAction,
+        prefix: &str,
+        now: i64,
+    ) -> StoreResult<Transition> {
+        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let row =
+            sqlx::query(&format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1{}", B::UPDATE_LOCK))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(row) = row else { return Ok(Transition::NotFound) };
+        let mut invoice = invoice_row(&row)?;
+        match (action, invoice.status.as_str()) {
+            (InvoiceAction::Issue, "draft") => {
+                let next: i64 =
+                    sqlx::query("UPDATE invoice_numbers SET next = next + 1 WHERE id = 1 RETURNING next")
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .get("next");
+                invoice.number = Some(invoice_number(prefix, next - 1));
+                invoice.status = "issued".into();
+                invoice.issued_at = Some(now);
+                sqlx::query(
+                    "UPDATE invoices SET status = 'issued', number = $1, issued_at = $2 WHERE id = $3",
+                )
+                .bind(&invoice.number)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            (InvoiceAction::Pay, "issued") => {
+                invoice.status = "paid".into();
+                invoice.paid_at = Some(now);
+                sqlx::query("UPDATE invoices SET status = 'paid', paid_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (InvoiceAction::Void, "draft" | "issued") => {
+                invoice.status = "void".into();
+                invoice.voided_at = Some(now);
+                sqlx::query("UPDATE invoices SET status = 'void', voided_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                // The credit the invoice consumed goes back to the commitments it came from.
+                let consumed = sqlx::query(
+                    "SELECT customer_id, commitment_id, invoice_id, kind, amount, at FROM credit_entries
+                     WHERE invoice_id = $1 AND kind = 'consumption' ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in &consumed {
+                    let entry = credit_row(r)?;
+                    let amount: rust_decimal::Decimal =
+                        entry.amount.parse().map_err(|e| corrupt("credit amount", e))?;
+                    sqlx::query(
+                        "INSERT INTO credit_entries (customer_id, commitment_id, invoice_id, kind, amount, at)
+                         VALUES ($1, $2, $3, 'void_return', $4, $5)",
+                    )
+                    .bind(&invoice.customer_id)
+                    .bind(&entry.commitment_id)
+                    .bind(id)
+                    .bind((-amount).to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            (_, status) => return Ok(Transition::InvalidState(status.to_owned())),
+        }
+        tx.commit().await?;
+        Ok(Transition::Done(Box::new(invoice)))
+    }
+
+    pub(super) async fn write_run(
+        &self,
+        id: &str,
+        as_of: i64,
+        issue: bool,
+        eligible: i64,
+        now: i64,
+    ) -> StoreResult<(RunRow, bool)> {
+        for _ in 0..3 {
+            let done = sqlx::query(
+                "INSERT INTO invoice_runs (id, as_of, issue, status, eligible, invoiced, created_at)
+                 VALUES ($1, $2, $3, 'running', $4, 0, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(as_of)
+            .bind(i64::from(issue))
+            .bind(eligible)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            let created = B::rows_affected(&done) == 1;
+            let row = sqlx::query(&format!(
+                "SELECT {RUN_COLUMNS} FROM invoice_runs WHERE as_of = $1 AND issue = $2 AND status = 'running'"
+            ))
+            .bind(as_of)
+            .bind(i64::from(issue))
+            .fetch_optional(&self.pool)
+            .await?;
+            // (None: the running run completed between the two statements; try again.)
+            if let Some(row) = row {
+                return Ok((run_row(&row, Vec::new())?, created));
+            }
+        }
+        Err(StoreError::Corrupt("cannot open an invoice run".into()))
+    }
+}

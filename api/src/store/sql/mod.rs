@@ -1,0 +1,592 @@
+//! Every query of the store, once, for both databases: [`SqlStore`] implements [`Store`] generic over a
+//! [`Backend`], which supplies what differs (see `backend.rs`). The larger writes have files of their own: `events`
+//! (usage in bulk, idempotency claims), `batch` (an invoice run's batch), `invoices` (a lifecycle step, opening a
+//! run); this one holds the rest.
+//!
+//! The bounds below say what sqlx must do for a backend's database (execute on a pool and in a transaction, bind and
+//! read the column types tally stores: integers, booleans, text): both `Sqlite` and `Postgres` meet them.
+
+mod batch;
+mod events;
+mod invoices;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::Row;
+
+use super::backend::Backend;
+use super::migrations::Embedded;
+use super::rows::{commitment_row, credit_row, customer_row, invoice_row, run_row};
+use super::{
+    corrupt, AlertRow, Arc, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, EventOutcome,
+    Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, MeterTotal, NewEvent, NewReport, PriceFn,
+    RunFailure, RunRow, Store, StoreResult, StoredBook, Transition,
+};
+
+/// Ids per `IN (…)` list, rows per multi-row insert of invoices (18 parameters each): far below both databases'
+/// parameter limits.
+const IN_LIST: usize = 500;
+const INVOICES_PER_STATEMENT: usize = 200;
+
+const CUSTOMER_COLUMNS: &str =
+    "id, name, billing_anchor, addons, created_at, updated_at, open_from, open_until";
+const INVOICE_COLUMNS: &str = "id, customer_id, period_start, period_end, status, number, price_book_version, \
+    currency, request, bill, total, credit_applied, amount_due, run_id, created_at, issued_at, paid_at, voided_at";
+const RUN_COLUMNS: &str = "id, as_of, issue, status, eligible, invoiced, created_at, finished_at";
+
+/// Rows to insert per statement: 7 parameters each stays far below both databases' parameter limits.
+const EVENTS_PER_STATEMENT: usize = 500;
+
+/// The store on a database: the same queries for both, with what differs taken from `B`.
+#[derive(Debug, Clone)]
+pub struct SqlStore<B: Backend> {
+    pub(super) pool: sqlx::Pool<B::Db>,
+    /// Held while the store lives: background tasks on its pool stop when it is dropped.
+    pub(super) _alive: Arc<()>,
+    pub(super) backend: std::marker::PhantomData<B>,
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// The store over `pool`; `alive` is held while it lives (background tasks on the pool watch it).
+    pub(super) fn new(pool: sqlx::Pool<B::Db>, alive: Arc<()>) -> Self {
+        SqlStore { pool, _alive: alive, backend: std::marker::PhantomData }
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B>
+where
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    for<'c> &'c sqlx::Pool<B::Db>: sqlx::Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, B::Db>,
+    <B::Db as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> bool: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'s> &'s str: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+{
+    fn backend(&self) -> &'static str {
+        B::NAME
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        Migrator::new(Embedded(B::MIGRATIONS)).await?.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("value")))
+    }
+
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+        Ok(B::rows_affected(&done) == 1)
+    }
+
+    async fn insert_price_book(&self, book: &StoredBook, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO price_books (version, in_force_at, body, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(&book.version)
+        .bind(book.in_force_at)
+        .bind(&book.body)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(B::rows_affected(&done) == 1)
+    }
+
+    async fn price_books(&self) -> StoreResult<Vec<StoredBook>> {
+        let rows = sqlx::query(
+            "SELECT version, in_force_at, body FROM price_books ORDER BY in_force_at, created_at, version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredBook {
+                version: r.get("version"),
+                in_force_at: r.get("in_force_at"),
+                body: r.get("body"),
+            })
+            .collect())
+    }
+
+    async fn insert_customer(&self, c: &CustomerRow, key_hash: &str) -> StoreResult<bool> {
+        let addons = serde_json::to_string(&c.addons).map_err(|e| corrupt("add-ons", e))?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO customers (id, name, billing_anchor, addons, created_at, updated_at, open_from, open_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(c.billing_anchor)
+        .bind(addons)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(c.open_from)
+        .bind(c.open_until)
+        .execute(&mut *tx)
+        .await?;
+        if B::rows_affected(&done) == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO api_keys (hash, customer_id, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash)
+            .bind(&c.id)
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn customer(&self, id: &str) -> StoreResult<Option<CustomerRow>> {
+        let row = sqlx::query(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| customer_row(&r)).transpose()
+    }
+
+    async fn customers(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<CustomerRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(customer_row).collect()
+    }
+
+    async fn update_customer(&self, c: &CustomerRow) -> StoreResult<()> {
+        let addons = serde_json::to_string(&c.addons).map_err(|e| corrupt("add-ons", e))?;
+        sqlx::query("UPDATE customers SET name = $1, addons = $2, updated_at = $3 WHERE id = $4")
+            .bind(&c.name)
+            .bind(addons)
+            .bind(c.updated_at)
+            .bind(&c.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn rotate_key(&self, customer_id: &str, key_hash: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(customer_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO api_keys (hash, customer_id, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash)
+            .bind(customer_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn key_owner(&self, key_hash: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT customer_id FROM api_keys WHERE hash = $1 AND revoked_at IS NULL")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("customer_id")))
+    }
+
+    async fn insert_events(&self, events: &[NewEvent], now: i64) -> StoreResult<Vec<EventOutcome>> {
+        self.write_events(events, now).await
+    }
+
+    async fn insert_reports(&self, reports: &[NewReport]) -> StoreResult<Vec<bool>> {
+        self.write_reports(reports).await
+    }
+
+    async fn usage_totals(&self, customer_id: &str, period_start: i64) -> StoreResult<Vec<MeterTotal>> {
+        let rows = sqlx::query(
+            "SELECT meter, events_micros, reported_micros FROM usage_totals
+             WHERE customer_id = $1 AND period_start = $2 ORDER BY meter",
+        )
+        .bind(customer_id)
+        .bind(period_start)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| MeterTotal {
+                meter: r.get("meter"),
+                events_micros: r.get("events_micros"),
+                reported_micros: r.get("reported_micros"),
+            })
+            .collect())
+    }
+
+    async fn time_total_reached(
+        &self,
+        customer_id: &str,
+        period_start: i64,
+        meter: &str,
+        micros: i64,
+    ) -> StoreResult<Option<i64>> {
+        // The running sum in time order (ties by id): the first event at which it reaches `micros`.
+        let row = sqlx::query(
+            "SELECT occurred_at FROM (
+               SELECT occurred_at, SUM(quantity_micros) OVER (ORDER BY occurred_at, event_id) AS running
+               FROM usage_events WHERE customer_id = $1 AND period_start = $2 AND meter = $3
+             ) AS t WHERE running >= $4 ORDER BY occurred_at LIMIT 1",
+        )
+        .bind(customer_id)
+        .bind(period_start)
+        .bind(meter)
+        .bind(micros)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get("occurred_at")))
+    }
+
+    async fn limits(&self, customer_id: &str) -> StoreResult<Vec<LimitRow>> {
+        let rows = sqlx::query(
+            "SELECT product, amount, pinned_period_start, pinned_amount FROM spend_limits
+             WHERE customer_id = $1 ORDER BY product",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let start: Option<i64> = r.get("pinned_period_start");
+                let amount: Option<i64> = r.get("pinned_amount");
+                LimitRow { product: r.get("product"), amount: r.get("amount"), pinned: start.zip(amount) }
+            })
+            .collect())
+    }
+
+    async fn set_limits(
+        &self,
+        customer_id: &str,
+        changes: &[(String, Option<LimitRow>)],
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for (product, change) in changes {
+            match change {
+                None => {
+                    sqlx::query("DELETE FROM spend_limits WHERE customer_id = $1 AND product = $2")
+                        .bind(customer_id)
+                        .bind(product)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(l) => {
+                    sqlx::query(
+                        "INSERT INTO spend_limits (customer_id, product, amount, pinned_period_start, pinned_amount, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (customer_id, product) DO UPDATE SET amount = excluded.amount,
+                           pinned_period_start = excluded.pinned_period_start,
+                           pinned_amount = excluded.pinned_amount, updated_at = excluded.updated_at",
+                    )
+                    .bind(customer_id)
+                    .bind(product)
+                    .bind(l.amount)
+                    .bind(l.pinned.map(|p| p.0))
+                    .bind(l.pinned.map(|p| p.1))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_alert(&self, customer_id: &str, a: &AlertRow) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO alerts (customer_id, period_start, product, threshold, detected_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id, period_start, product, threshold) DO NOTHING",
+        )
+        .bind(customer_id)
+        .bind(a.period_start)
+        .bind(&a.product)
+        .bind(&a.threshold)
+        .bind(a.detected_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(B::rows_affected(&done) == 1)
+    }
+
+    async fn alerts(&self, customer_id: &str) -> StoreResult<Vec<AlertRow>> {
+        let rows = sqlx::query(
+            "SELECT period_start, product, threshold, detected_at FROM alerts WHERE customer_id = $1
+             ORDER BY detected_at, period_start, product, threshold",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AlertRow {
+                period_start: r.get("period_start"),
+                product: r.get("product"),
+                threshold: r.get("threshold"),
+                detected_at: r.get("detected_at"),
+            })
+            .collect())
+    }
+
+    async fn claim_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        now: i64,
+    ) -> StoreResult<Idempotent> {
+        self.write_claim(scope, key, request_hash, now).await
+    }
+
+    async fn finish_idempotent(&self, scope: &str, key: &str, status: i64, body: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE scope = $3 AND key = $4")
+            .bind(status)
+            .bind(body)
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_idempotent(&self, scope: &str, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_idempotent(&self, before: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(B::rows_affected(&done))
+    }
+
+    async fn set_open_until(&self, customer_id: &str, open_until: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE customers SET open_until = $1 WHERE id = $2 AND open_until IS NULL")
+            .bind(open_until)
+            .bind(customer_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn anchor_counts(&self, before: i64) -> StoreResult<Vec<(i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT billing_anchor, COUNT(*) AS n FROM customers WHERE billing_anchor < $1
+             GROUP BY billing_anchor ORDER BY billing_anchor",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get("billing_anchor"), r.get("n"))).collect())
+    }
+
+    async fn customers_without_open_until(&self) -> StoreResult<Vec<CustomerRow>> {
+        let rows = sqlx::query(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE open_until IS NULL"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(customer_row).collect()
+    }
+
+    async fn insert_commitment(&self, c: &CommitmentRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO commitments (id, customer_id, yearly_credit, terms, starts_at, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&c.id)
+        .bind(&c.customer_id)
+        .bind(&c.yearly_credit)
+        .bind(&c.terms)
+        .bind(c.starts_at)
+        .bind(c.expires_at)
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn commitments(&self, customer_id: &str) -> StoreResult<Vec<CommitmentRow>> {
+        let rows = sqlx::query(
+            "SELECT id, customer_id, yearly_credit, terms, starts_at, expires_at, created_at FROM commitments
+             WHERE customer_id = $1 ORDER BY starts_at, created_at, id",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(commitment_row).collect()
+    }
+
+    async fn credit_entries(&self, customer_id: &str) -> StoreResult<Vec<CreditEntry>> {
+        let rows = sqlx::query(
+            "SELECT customer_id, commitment_id, invoice_id, kind, amount, at FROM credit_entries
+             WHERE customer_id = $1 ORDER BY seq",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credit_row).collect()
+    }
+
+    async fn invoice(&self, id: &str) -> StoreResult<Option<InvoiceRow>> {
+        let row = sqlx::query(&format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| invoice_row(&r)).transpose()
+    }
+
+    async fn invoices(
+        &self,
+        filter: &InvoiceFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<InvoiceRow>> {
+        let mut sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id > $1");
+        let mut n = 1;
+        let mut next = |sql: &mut String, column: &str| {
+            n += 1;
+            sql.push_str(&format!(" AND {column} = ${n}"));
+        };
+        if filter.customer_id.is_some() {
+            next(&mut sql, "customer_id");
+        }
+        if filter.period_start.is_some() {
+            next(&mut sql, "period_start");
+        }
+        if filter.status.is_some() {
+            next(&mut sql, "status");
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
+        let mut query = sqlx::query(&sql).bind(after.unwrap_or(""));
+        if let Some(c) = &filter.customer_id {
+            query = query.bind(c);
+        }
+        if let Some(p) = filter.period_start {
+            query = query.bind(p);
+        }
+        if let Some(st) = &filter.status {
+            query = query.bind(st);
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(invoice_row).collect()
+    }
+
+    async fn transition_invoice(
+        &self,
+        id: &str,
+        action: InvoiceAction,
+        prefix: &str,
+        now: i64,
+    ) -> StoreResult<Transition> {
+        self.write_transition(id, action, prefix, now).await
+    }
+
+    async fn open_run(
+        &self,
+        id: &str,
+        as_of: i64,
+        issue: bool,
+        eligible: i64,
+        now: i64,
+    ) -> StoreResult<(RunRow, bool)> {
+        self.write_run(id, as_of, issue, eligible, now).await
+    }
+
+    async fn run(&self, id: &str) -> StoreResult<Option<RunRow>> {
+        let Some(row) = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM invoice_runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let failures = sqlx::query(
+            "SELECT customer_id, period_start, reason FROM invoice_run_failures WHERE run_id = $1
+             ORDER BY customer_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| RunFailure {
+            customer_id: r.get("customer_id"),
+            period_start: r.get("period_start"),
+            reason: r.get("reason"),
+        })
+        .collect();
+        Ok(Some(run_row(&row, failures)?))
+    }
+
+    async fn finish_run(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE invoice_runs SET status = 'completed', finished_at = $1 WHERE id = $2 AND status = 'running'")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn pending(&self, as_of: i64, run_id: &str) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM customers WHERE open_until <= $1 AND NOT EXISTS
+             (SELECT 1 FROM invoice_run_failures f WHERE f.run_id = $2 AND f.customer_id = customers.id)",
+        )
+        .bind(as_of)
+        .bind(run_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get("n"))
+    }
+
+    async fn invoice_batch(
+        &self,
+        run: &RunRow,
+        cursor: &ClaimCursor,
+        limit: usize,
+        prefix: &str,
+        now: i64,
+        price: &PriceFn,
+    ) -> StoreResult<BatchDone> {
+        self.write_batch(run, cursor, limit, prefix, now, price).await
+    }
+}
