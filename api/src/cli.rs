@@ -323,7 +323,7 @@ fn serve(settings: crate::server::Settings, stderr: &mut dyn Write) -> Result<()
         let addr = app.local_addr().map_err(|e| Failure::Input(e.to_string()))?;
         let book = app.state().service.book_at(app.state().service.now());
         let _ = writeln!(stderr, "tally listening on http://{addr}");
-        let _ = writeln!(stderr, "database: {database} ({})", app.state().service.store().backend());
+        let _ = writeln!(stderr, "database: {database} ({})", app.state().service.backend());
         let _ = writeln!(
             stderr,
             "price book in force: {} ({})",

@@ -30,7 +30,7 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// The prefix of invoice numbers (`--invoice-prefix`).
     pub invoice_prefix: String,
-    /// The pricing page's site folder (`--assets`; default: found next to the binary, see [`crate::http::page::Assets`]).
+    /// The pricing page's site folder (`--assets`; default: found next to the binary, see [`crate::http::Assets`]).
     pub assets: Option<std::path::PathBuf>,
 }
 
@@ -158,7 +158,7 @@ pub async fn state(
             admin_hash,
             max_body: settings.max_body,
             run_settings,
-            assets: Arc::new(crate::http::page::Assets::locate(settings.assets.as_deref())),
+            assets: Arc::new(crate::http::Assets::locate(settings.assets.as_deref())),
         },
         generated,
     ))

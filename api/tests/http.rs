@@ -26,7 +26,7 @@ async fn health_and_unknown_routes() {
 #[tokio::test]
 async fn health_is_503_when_the_database_does_not_answer() {
     let app = App::new().await;
-    app.state.service.store().close().await;
+    app.state.service.close().await;
     assert_eq!(
         app.get("/healthz", None).await,
         (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "unavailable"}))

@@ -1,7 +1,7 @@
 //! Credentials and idempotency records: who a key belongs to, new keys, and the records that make a POST with an
 //! `Idempotency-Key` answer once (kept a day, then purged).
 
-use super::{Outcome, Service};
+use super::service::{Outcome, Service};
 use crate::secret::{hash_secret, hex, new_secret};
 use crate::store::Idempotent;
 use crate::time::micros;
@@ -24,7 +24,7 @@ impl Service {
     /// `NotFound` for an unknown customer; storage errors; no randomness.
     pub async fn new_api_key(&self, customer_id: &str) -> Outcome<String> {
         self.customer(customer_id).await?;
-        let key = new_secret("tk_").map_err(|e| super::Failure::Internal(e.to_string()))?;
+        let key = new_secret("tk_").map_err(|e| super::service::Failure::Internal(e.to_string()))?;
         self.store.rotate_key(customer_id, &hex(&hash_secret(&key)), micros(self.now())).await?;
         Ok(key)
     }

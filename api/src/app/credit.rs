@@ -5,7 +5,7 @@ use billing_core::{BillingPeriod, CommitmentTerms};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::{instant, invalid, Failure, Outcome, Service};
+use super::service::{instant, invalid, Failure, Outcome, Service};
 use crate::secret::new_id;
 use crate::store::{CommitmentRow, CreditEntry, CustomerRow};
 use crate::time::micros;
@@ -137,7 +137,7 @@ impl Service {
             expires_at: micros(expires),
             created_at: micros(now),
         };
-        self.store().insert_commitment(&row).await?;
+        self.store.insert_commitment(&row).await?;
         Ok((row, terms))
     }
 
@@ -150,8 +150,8 @@ impl Service {
         customer: &CustomerRow,
         at: DateTime<Utc>,
     ) -> Outcome<(Vec<CommitmentRow>, Ledger)> {
-        let commitments = self.store().commitments(&customer.id).await?;
-        let credits = self.store().credit_entries(&customer.id).await?;
+        let commitments = self.store.commitments(&customer.id).await?;
+        let credits = self.store.credit_entries(&customer.id).await?;
         let corrupt = |m: String| Failure::Store(crate::store::StoreError::Corrupt(m));
         let mut entries = Vec::new();
         for c in &commitments {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Failure, Outcome, Service};
+use super::service::{Failure, Outcome, Service};
 use crate::store::{AddonSince, CustomerRow};
 use crate::time::{first_of_month, micros};
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use billing_core::{BillingPeriod, PriceBook, Quantity};
 use chrono::{DateTime, Utc};
 
-use super::{instant, quantity_micros, Outcome, Service};
+use super::service::{instant, quantity_micros, Outcome, Service};
 use crate::store::{AlertRow, CustomerRow, EventOutcome, LimitRow, NewEvent, NewReport};
 use crate::time::micros;
 

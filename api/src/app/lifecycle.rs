@@ -1,5 +1,5 @@
 //! The invoice lifecycle: draft → issued (numbered, gap-free) → paid, or void (its credit returned).
-use super::{Failure, Outcome, Service};
+use super::service::{Failure, Outcome, Service};
 use crate::store::{InvoiceAction, InvoiceFilter, InvoiceRow, Transition};
 use crate::time::micros;
 
@@ -9,7 +9,7 @@ impl Service {
     /// # Errors
     /// `NotFound`; `InvalidState` when the invoice's status does not allow it.
     pub async fn transition(&self, id: &str, action: InvoiceAction, prefix: &str) -> Outcome<InvoiceRow> {
-        match self.store().transition_invoice(id, action, prefix, micros(self.now())).await? {
+        match self.store.transition_invoice(id, action, prefix, micros(self.now())).await? {
             Transition::Done(invoice) => Ok(*invoice),
             Transition::NotFound => Err(Failure::NotFound("invoice")),
             Transition::InvalidState(status) => Err(Failure::InvalidState(format!(

@@ -3,7 +3,7 @@
 use billing_core::Rounding;
 use rust_decimal::Decimal;
 
-use super::{invalid, Failure, Outcome, Service};
+use super::service::{invalid, Failure, Outcome, Service};
 use crate::store::{AlertRow, CustomerRow, LimitRow};
 use crate::time::micros;
 

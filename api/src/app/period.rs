@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use billing_core::{AddonChoice, BillingPeriod, CommitmentChoice, PriceBook, QuoteRequest};
 use rust_decimal::Decimal;
 
+use super::credit::available_credit;
 use super::credit::commitment_for;
-use super::{available_credit, from_micros, instant, invalid, Outcome, Service};
+use super::service::{from_micros, instant, invalid, Outcome, Service};
 use crate::store::{CustomerRow, Due, LimitRow};
 use crate::time::micros;
 

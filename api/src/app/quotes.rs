@@ -3,7 +3,7 @@
 use billing_core::{compute, QuoteRequest};
 use rust_decimal::Decimal;
 
-use super::{Failure, Outcome, Service};
+use super::service::{Failure, Outcome, Service};
 use crate::store::StoreError;
 
 impl Service {

@@ -9,7 +9,8 @@ use billing_core::{compute, BillingPeriod};
 use chrono::{DateTime, Utc};
 
 use super::credit::{allocate, text};
-use super::{instant, invalid, period_request, Failure, Outcome, Service};
+use super::period::period_request;
+use super::service::{instant, invalid, Failure, Outcome, Service};
 use crate::secret::new_id;
 use crate::store::{BatchDone, ClaimCursor, CreditEntry, Due, InvoiceRow, PriceFn, PricedInvoice, RunRow};
 use crate::time::micros;
@@ -72,9 +73,9 @@ impl Service {
     /// # Errors
     /// Storage errors.
     pub async fn backfill_open_periods(&self) -> Outcome<()> {
-        for c in self.store().customers_without_open_until().await? {
+        for c in self.store.customers_without_open_until().await? {
             let period = Service::period_of(&c, instant(c.open_from)?)?;
-            self.store().set_open_until(&c.id, micros(period.end())).await?;
+            self.store.set_open_until(&c.id, micros(period.end())).await?;
         }
         Ok(())
     }
@@ -138,7 +139,7 @@ impl Service {
         // Grouped by billing anchor (all a customer's periods follow from it): one calendar walk per anchor, not
         // per customer (100,000 customers on one anchor: 0.9 s → a GROUP BY).
         let mut count = 0_i64;
-        for (anchor, customers) in self.store().anchor_counts(micros(as_of)).await? {
+        for (anchor, customers) in self.store.anchor_counts(micros(as_of)).await? {
             let anchor = instant(anchor)?;
             let mut period = Service::period_of_anchor(anchor)?;
             let mut ended = 0_i64;
@@ -161,7 +162,7 @@ impl Service {
         }
         let eligible = self.count_eligible(as_of).await?;
         let id = new_id("run_").map_err(|m| invalid("id", m))?;
-        Ok(self.store().open_run(&id, micros(as_of), issue, eligible, micros(self.now())).await?)
+        Ok(self.store.open_run(&id, micros(as_of), issue, eligible, micros(self.now())).await?)
     }
 
     /// Works on a run until no customer period it covers is left: `settings.workers` workers, each invoicing one
@@ -195,8 +196,8 @@ impl Service {
         if let Some(e) = first_error {
             return Err(e);
         }
-        self.store().finish_run(&run.id, micros(self.now())).await?;
-        self.store().run(&run.id).await?.ok_or(Failure::NotFound("invoice run"))
+        self.store.finish_run(&run.id, micros(self.now())).await?;
+        self.store.run(&run.id).await?.ok_or(Failure::NotFound("invoice run"))
     }
 
     pub(super) async fn worker(
@@ -217,7 +218,7 @@ impl Service {
         loop {
             let from = cursor.get();
             match self
-                .store()
+                .store
                 .invoice_batch(run, cursor, settings.batch, &settings.prefix, micros(self.now()), &price)
                 .await
             {
@@ -231,7 +232,7 @@ impl Service {
                 Ok(_) => {
                     // Nothing to claim: done, unless another worker holds customers it has not committed yet
                     // (or a crashed one's transaction is still being rolled back): wait for them.
-                    if self.store().pending(run.as_of, &run.id).await? == 0 {
+                    if self.store.pending(run.as_of, &run.id).await? == 0 {
                         return Ok(());
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use billing_core::{compute, project_month_end, Bill, BillingPeriod, PriceBook, Quantity, QuoteRequest};
 use chrono::{DateTime, Utc};
 
-use super::{from_micros, instant, invalid, quantity_micros, Failure, Outcome, Service};
+use super::service::{from_micros, instant, invalid, quantity_micros, Failure, Outcome, Service};
 use crate::store::{CustomerRow, LimitRow, StoreError};
 use crate::time::micros;
 

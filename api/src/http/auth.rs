@@ -1,6 +1,6 @@
 //! Who may call a route, said twice and checked against each other:
 //!
-//! - by the router: every route's [`Access`] comes from [`super::openapi::OPERATIONS`], the table `/openapi.json`
+//! - by the router: every route's [`Access`] comes from [`super::routes::OPERATIONS`], the table `/openapi.json`
 //!   documents; [`guard`] runs after routing and refuses a caller the table does not allow (401/403) before
 //!   anything else happens, idempotency keys included;
 //! - by the handler's signature: a handler takes [`Admin`], [`CustomerScope`] or [`Authenticated`] as an argument,
@@ -18,21 +18,9 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ApiResult};
-use super::AppState;
+use super::routes::Access;
+use super::state::AppState;
 use crate::secret::{hash_secret, hex};
-
-/// Who may call an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone.
-    Public,
-    /// The admin token.
-    Admin,
-    /// The admin token, or the key of the customer in the path.
-    AdminOrOwn,
-    /// The admin token, or a customer key (for its own customer's data).
-    AdminOrKey,
-}
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +66,7 @@ fn allows(access: Access, caller: &Caller, id: Option<&str>) -> bool {
 
 /// The access of the route `method path` (a router pattern such as `/v1/customers/{id}`), from the table.
 pub fn access_of(method: &Method, path: &str) -> Option<Access> {
-    super::openapi::OPERATIONS
+    super::routes::OPERATIONS
         .iter()
         .find(|op| op.path == path && method.as_str().eq_ignore_ascii_case(op.method))
         .map(|op| op.access)

@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::auth::CustomerScope;
 use super::error::{ApiError, ApiResult};
 use super::extract::{decimal_field, json_body, parse_instant, AtQuery, Body, Q};
+use super::state::AppState;
 use super::views::{Commitment, Credits, Movement};
-use super::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::auth::{Admin, CustomerScope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{json_body, parse_instant, Body, Id, PageQuery, Q};
+use super::state::AppState;
 use super::views::{CreatedCustomer, Customer, NewApiKey, Page};
-use super::AppState;
 use crate::secret::{hash_secret, hex, new_secret};
 
 #[derive(Debug, Deserialize)]

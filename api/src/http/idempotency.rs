@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::AppState;
+use super::state::AppState;
 use crate::app::Service;
 use crate::secret::{hash_secret, hex, sha256_hex};
 use crate::store::Idempotent;

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::auth::{Admin, Authenticated, Caller};
 use super::error::{ApiError, ApiResult};
 use super::extract::{json_body, parse_instant, Body, Id, PageQuery, Q};
+use super::state::AppState;
 use super::views::{Invoice, Page, Run};
-use super::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

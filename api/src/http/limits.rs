@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::auth::CustomerScope;
 use super::error::{ApiError, ApiResult};
 use super::extract::{json_value, page, Body, PageQuery, Q};
+use super::state::AppState;
 use super::views::{limits, Alert, Page};
-use super::AppState;
 
 pub(super) async fn get_limits(
     State(state): State<AppState>,

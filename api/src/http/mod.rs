@@ -7,7 +7,6 @@
 //! [`ApiError`] as `{"error": {"code", "message", "details"}}` with the right status; nothing answers 500 for bad
 //! input.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -18,8 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
-use crate::app::{RunSettings, Service};
-
+mod assets;
 pub mod auth;
 mod credits;
 mod customers;
@@ -33,28 +31,15 @@ pub mod page;
 mod price_books;
 mod quotes;
 pub mod render;
+pub mod routes;
+mod state;
 mod usage;
 mod views;
 
+pub use assets::Assets;
 pub use error::{ApiError, ApiResult, Detail};
-
-/// What the handlers share.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The use-cases.
-    pub service: Arc<Service>,
-    /// SHA-256 of the admin token.
-    pub admin_hash: [u8; 32],
-    /// The largest request body, in bytes.
-    pub max_body: usize,
-    /// How invoice runs started over HTTP work, and the prefix of invoice numbers.
-    pub run_settings: RunSettings,
-    /// The pricing page's wasm bundle, when there is one.
-    pub assets: Arc<page::Assets>,
-}
-
-/// The most events or reports in one `POST /v1/usage`.
-pub const MAX_BATCH: usize = 10_000;
+pub use state::AppState;
+pub use usage::MAX_BATCH;
 
 /// The router, with its middleware: request logs, the body limit, access, idempotency keys.
 pub fn router(state: AppState, max_body: usize) -> Router {

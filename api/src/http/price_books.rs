@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::extract::{json_value, page, parse_instant, Body, PageQuery, Q};
+use super::state::AppState;
 use super::views::{Page, PriceBookVersion};
-use super::AppState;
 
 pub(super) async fn price_book(State(state): State<AppState>) -> ApiResult<Response> {
     let book = state.service.book_at(state.service.now());

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{check_json_type, decimal_field, json_body, Body};
-use super::AppState;
+use super::state::AppState;
 use crate::app::Failure;
 
 pub(super) async fn quote(

@@ -12,9 +12,12 @@ use serde_json::Value;
 use super::auth::{Authenticated, Caller, CustomerScope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{json_value, parse_instant, AtQuery, Body, Q};
+use super::state::AppState;
 use super::views::{Ingested, UsageView};
-use super::{AppState, MAX_BATCH};
 use crate::app::{Entry, EntryKind, Rejected};
+
+/// The most events or reports in one `POST /v1/usage`.
+pub const MAX_BATCH: usize = 10_000;
 
 fn quantity_of(value: Option<&Value>) -> Result<Quantity, String> {
     let d =

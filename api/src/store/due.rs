@@ -1,8 +1,8 @@
 //! A batch of due customers as the database reads it: one JSON document per chunk, parsed here.
 
-use super::{
-    corrupt, AddonSince, CommitmentRow, CreditEntry, CustomerRow, Due, LimitRow, MeterTotal, PricedInvoice,
-    StoreResult,
+use super::error::{corrupt, StoreResult};
+use super::types::{
+    AddonSince, CommitmentRow, CreditEntry, CustomerRow, Due, LimitRow, MeterTotal, PricedInvoice,
 };
 
 /// The next chunk of an invoice run (`$1` as_of, `$2` run id, `$3` how many, after the id `$4` in claim order: by

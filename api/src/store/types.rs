@@ -1,7 +1,7 @@
 //! The row types the store reads and writes: exact (integer micro-units, microseconds, decimal text), never a float.
-use serde::{Deserialize, Serialize};
-
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 /// A stored price-book version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,4 +361,9 @@ impl ClaimCursor {
             false
         }
     }
+}
+
+/// An invoice number: the prefix and at least six digits.
+pub fn invoice_number(prefix: &str, n: i64) -> String {
+    format!("{prefix}{n:06}")
 }

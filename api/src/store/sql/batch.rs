@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use sqlx::Row;
 
-use super::{INVOICES_PER_STATEMENT, INVOICE_COLUMNS, IN_LIST};
+use super::{SqlStore, INVOICES_PER_STATEMENT, INVOICE_COLUMNS, IN_LIST};
+use crate::store::backend::Backend;
 use crate::store::due::{
     parse_due, price_chunk, PricedChunk, ReadChunk, CHUNKS_AHEAD, DUE_CHUNK, FIRST_CHUNK,
 };
-use crate::store::{
-    corrupt, invoice_number, Backend, BatchDone, ClaimCursor, PriceFn, PricedInvoice, RunRow, SqlStore,
-    StoreResult,
-};
+use crate::store::error::{corrupt, StoreResult};
+use crate::store::types::{invoice_number, BatchDone, ClaimCursor, PriceFn, PricedInvoice, RunRow};
 
 impl<B: Backend> SqlStore<B>
 where

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::{EVENTS_PER_STATEMENT, IN_LIST};
-use crate::store::{corrupt, Backend, EventOutcome, Idempotent, NewEvent, NewReport, SqlStore, StoreResult};
+use super::{SqlStore, EVENTS_PER_STATEMENT, IN_LIST};
+use crate::store::backend::Backend;
+use crate::store::contract::Idempotent;
+use crate::store::error::{corrupt, StoreResult};
+use crate::store::types::{EventOutcome, NewEvent, NewReport};
 
 impl<B: Backend> SqlStore<B>
 where

@@ -2,11 +2,11 @@
 
 use sqlx::Row;
 
-use super::{INVOICE_COLUMNS, RUN_COLUMNS};
+use super::{SqlStore, INVOICE_COLUMNS, RUN_COLUMNS};
+use crate::store::backend::Backend;
+use crate::store::error::{corrupt, StoreError, StoreResult};
 use crate::store::rows::{credit_row, invoice_row, run_row};
-use crate::store::{
-    corrupt, invoice_number, Backend, InvoiceAction, RunRow, SqlStore, StoreError, StoreResult, Transition,
-};
+use crate::store::types::{invoice_number, InvoiceAction, RunRow, Transition};
 
 impl<B: Backend> SqlStore<B>
 where

@@ -10,18 +10,27 @@ mod batch;
 mod events;
 mod invoices;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::Row;
 
 use super::backend::Backend;
+use super::contract::{Idempotent, Store};
+use super::error::{corrupt, StoreResult};
 use super::migrations::Embedded;
 use super::rows::{commitment_row, credit_row, customer_row, invoice_row, run_row};
-use super::{
-    corrupt, AlertRow, Arc, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, EventOutcome,
-    Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, MeterTotal, NewEvent, NewReport, PriceFn,
-    RunFailure, RunRow, Store, StoreResult, StoredBook, Transition,
+use super::types::{
+    AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, EventOutcome, InvoiceAction,
+    InvoiceFilter, InvoiceRow, LimitRow, MeterTotal, NewEvent, NewReport, PriceFn, RunFailure, RunRow,
+    StoredBook, Transition,
 };
+
+/// The store on SQLite.
+pub type SqliteStore = SqlStore<crate::store::backend::Sqlite>;
+/// The store on PostgreSQL.
+pub type PgStore = SqlStore<crate::store::backend::Postgres>;
 
 /// Ids per `IN (…)` list, rows per multi-row insert of invoices (18 parameters each): far below both databases'
 /// parameter limits.

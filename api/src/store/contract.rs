@@ -1,0 +1,183 @@
+//! The storage contract: [`Store`], what the use-cases may ask of a database (`api/tests/store_contract.rs` runs
+//! the same suite on both), and what an idempotency claim found.
+
+use async_trait::async_trait;
+
+use super::error::StoreResult;
+use super::types::{
+    AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, EventOutcome, InvoiceAction,
+    InvoiceFilter, InvoiceRow, LimitRow, MeterTotal, NewEvent, NewReport, PriceFn, RunRow, StoredBook,
+    Transition,
+};
+
+/// Where storage keeps tally's state. Object-safe, so the service holds an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies the migrations not applied yet.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Whether the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool (after a graceful shutdown: every acknowledged write is committed).
+    async fn close(&self);
+
+    /// A setting.
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Stores a setting unless one exists; whether it was stored.
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> StoreResult<bool>;
+
+    /// Stores a price-book version; `false` when the version label is taken.
+    async fn insert_price_book(&self, book: &StoredBook, now: i64) -> StoreResult<bool>;
+    /// Every price-book version, oldest in force first.
+    async fn price_books(&self) -> StoreResult<Vec<StoredBook>>;
+
+    /// Stores a new customer and its first key's hash; `false` when the id is taken.
+    async fn insert_customer(&self, customer: &CustomerRow, key_hash: &str) -> StoreResult<bool>;
+    /// A customer by id.
+    async fn customer(&self, id: &str) -> StoreResult<Option<CustomerRow>>;
+    /// Customers by id, after `after`, at most `limit`.
+    async fn customers(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<CustomerRow>>;
+    /// Stores a customer's name and add-ons.
+    async fn update_customer(&self, customer: &CustomerRow) -> StoreResult<()>;
+    /// Revokes a customer's keys and stores a new one.
+    async fn rotate_key(&self, customer_id: &str, key_hash: &str, now: i64) -> StoreResult<()>;
+    /// The customer of an active key.
+    async fn key_owner(&self, key_hash: &str) -> StoreResult<Option<String>>;
+
+    /// Stores the events whose `(customer, id)` is new and whose period is still open, and adds them to their
+    /// period totals, in one transaction. Returns what happened to each: stored (the first of several with one
+    /// id), a duplicate (stored before, by this call or a concurrent one: the primary key decides), or refused
+    /// because its period is invoiced (decided under the customer's lock, so no event slips into a period an
+    /// invoice run is closing).
+    async fn insert_events(&self, events: &[NewEvent], now: i64) -> StoreResult<Vec<EventOutcome>>;
+    /// Records absolute reports (the highest per period and meter wins); per report, `false` when its period is
+    /// invoiced (refused).
+    async fn insert_reports(&self, reports: &[NewReport]) -> StoreResult<Vec<bool>>;
+    /// A customer's usage in the period starting at `period_start`.
+    async fn usage_totals(&self, customer_id: &str, period_start: i64) -> StoreResult<Vec<MeterTotal>>;
+    /// The event that brought a meter's running total to at least `micros` in a period: its time (micros).
+    async fn time_total_reached(
+        &self,
+        customer_id: &str,
+        period_start: i64,
+        meter: &str,
+        micros: i64,
+    ) -> StoreResult<Option<i64>>;
+
+    /// A customer's caps.
+    async fn limits(&self, customer_id: &str) -> StoreResult<Vec<LimitRow>>;
+    /// Sets (`Some`) or removes (`None`) caps, in one transaction.
+    async fn set_limits(
+        &self,
+        customer_id: &str,
+        changes: &[(String, Option<LimitRow>)],
+        now: i64,
+    ) -> StoreResult<()>;
+
+    /// Records an alert once; whether it is new.
+    async fn insert_alert(&self, customer_id: &str, alert: &AlertRow) -> StoreResult<bool>;
+    /// A customer's alerts, oldest first.
+    async fn alerts(&self, customer_id: &str) -> StoreResult<Vec<AlertRow>>;
+
+    /// Claims an idempotency key: `Claimed` when new (the caller runs the request, then [`Store::finish_idempotent`]),
+    /// otherwise what the first request left.
+    async fn claim_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        now: i64,
+    ) -> StoreResult<Idempotent>;
+    /// Stores the response of a claimed key.
+    async fn finish_idempotent(&self, scope: &str, key: &str, status: i64, body: &str) -> StoreResult<()>;
+    /// Forgets a claimed key whose request failed before writing anything (so it can be retried).
+    async fn release_idempotent(&self, scope: &str, key: &str) -> StoreResult<()>;
+    /// Deletes every idempotency record created before `before` (micros); how many.
+    async fn purge_idempotent(&self, before: i64) -> StoreResult<u64>;
+
+    /// Sets the end of a customer's open period (for customers stored before invoicing existed).
+    async fn set_open_until(&self, customer_id: &str, open_until: i64) -> StoreResult<()>;
+    /// Customers whose open period has no end yet.
+    async fn customers_without_open_until(&self) -> StoreResult<Vec<CustomerRow>>;
+    /// How many customers share each billing anchor before `before` (micros), by anchor: a customer's periods
+    /// follow from its anchor alone.
+    async fn anchor_counts(&self, before: i64) -> StoreResult<Vec<(i64, i64)>>;
+
+    /// Stores a commitment.
+    async fn insert_commitment(&self, commitment: &CommitmentRow) -> StoreResult<()>;
+    /// A customer's commitments, oldest first.
+    async fn commitments(&self, customer_id: &str) -> StoreResult<Vec<CommitmentRow>>;
+    /// A customer's credit movements, oldest first.
+    async fn credit_entries(&self, customer_id: &str) -> StoreResult<Vec<CreditEntry>>;
+
+    /// An invoice.
+    async fn invoice(&self, id: &str) -> StoreResult<Option<InvoiceRow>>;
+    /// Invoices by id after `after`, at most `limit`.
+    async fn invoices(
+        &self,
+        filter: &InvoiceFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<InvoiceRow>>;
+    /// A lifecycle step, in one transaction: issuing takes the next number (`prefix` + six digits, no gaps),
+    /// voiding returns the invoice's consumed credit.
+    async fn transition_invoice(
+        &self,
+        id: &str,
+        action: InvoiceAction,
+        prefix: &str,
+        now: i64,
+    ) -> StoreResult<Transition>;
+
+    /// The running run of `as_of` and `issue`, or a new one (id `id`, `eligible` periods); and whether it is new.
+    async fn open_run(
+        &self,
+        id: &str,
+        as_of: i64,
+        issue: bool,
+        eligible: i64,
+        now: i64,
+    ) -> StoreResult<(RunRow, bool)>;
+    /// A run and its failures.
+    async fn run(&self, id: &str) -> StoreResult<Option<RunRow>>;
+    /// Marks a run completed.
+    async fn finish_run(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// Invoices up to `limit` customers' next ended period in one transaction: claims them (on PostgreSQL with
+    /// `FOR UPDATE SKIP LOCKED`, so concurrent workers take different customers; on SQLite the transaction holds
+    /// the write lock from its start), reads what `price` needs, stores each invoice with its credit consumption
+    /// and the customer's next open period, records failures and moves the run's counter. A crash at any point
+    /// leaves all of it or none. Customers are claimed in id order after `cursor` (from an empty cursor, at the
+    /// first id), which moves on to the last one claimed as each chunk is claimed; a batch that claims nothing
+    /// leaves it where it was.
+    async fn invoice_batch(
+        &self,
+        run: &RunRow,
+        cursor: &ClaimCursor,
+        limit: usize,
+        prefix: &str,
+        now: i64,
+        price: &PriceFn,
+    ) -> StoreResult<BatchDone>;
+    /// How many customers still have a period ended by `as_of` to invoice, failures of `run_id` excepted (a plain
+    /// read: rows another worker holds count).
+    async fn pending(&self, as_of: i64, run_id: &str) -> StoreResult<i64>;
+}
+
+/// What a claim on an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotent {
+    /// New: run the request.
+    Claimed,
+    /// The same request already answered: replay this.
+    Replay {
+        /// HTTP status.
+        status: i64,
+        /// Body.
+        body: String,
+    },
+    /// The same key with another request body.
+    Conflict,
+    /// The first request is still running.
+    InProgress,
+}
