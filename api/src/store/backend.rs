@@ -40,6 +40,10 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + 'static {
     const DUE_QUERY: &'static str;
     /// The claim of a chunk of due customers, when it is a statement of its own (PostgreSQL).
     const CLAIM_QUERY: Option<&'static str>;
+    /// The multi-row insert of events whose `VALUES` lists are `rows` (7 columns each): it returns the (customer,
+    /// event) ids it stored; a duplicate id is skipped. On SQLite it also skips events of a closed period, read in
+    /// the same statement under the write lock; on PostgreSQL those were filtered out before, under a shared lock.
+    fn insert_events(rows: &str) -> String;
     /// A parenthesized list of `n` placeholders, the first numbered `first + 1`.
     fn params(first: usize, n: usize) -> String;
     /// How many rows a statement changed.
@@ -65,6 +69,17 @@ impl Backend for Sqlite {
     const LOCK_FIRST: bool = false;
     const DUE_QUERY: &'static str = SQLITE_DUE;
     const CLAIM_QUERY: Option<&'static str> = None;
+
+    fn insert_events(rows: &str) -> String {
+        format!(
+            "INSERT INTO usage_events (customer_id, event_id, meter, quantity_micros, occurred_at, period_start, \
+             received_at) \
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 \
+             FROM (VALUES {rows}) AS v LEFT JOIN customers c ON c.id = v.column1 \
+             WHERE c.id IS NULL OR v.column6 >= COALESCE(c.open_from, c.billing_anchor) \
+             ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING customer_id, event_id"
+        )
+    }
 
     /// SQLite numbers `?` placeholders in order of appearance: the list needs no numbers.
     fn params(_first: usize, n: usize) -> String {
@@ -100,6 +115,14 @@ impl Backend for Postgres {
     const LOCK_FIRST: bool = true;
     const DUE_QUERY: &'static str = POSTGRES_DUE;
     const CLAIM_QUERY: Option<&'static str> = Some(POSTGRES_CLAIM);
+
+    fn insert_events(rows: &str) -> String {
+        format!(
+            "INSERT INTO usage_events (customer_id, event_id, meter, quantity_micros, occurred_at, period_start, \
+             received_at) VALUES {rows} \
+             ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING customer_id, event_id"
+        )
+    }
 
     fn params(first: usize, n: usize) -> String {
         let list: Vec<String> = (first + 1..=first + n).map(|p| format!("${p}")).collect();

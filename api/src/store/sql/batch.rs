@@ -10,7 +10,7 @@ use crate::store::backend::Backend;
 use crate::store::due::{
     parse_due, price_chunk, PricedChunk, ReadChunk, CHUNKS_AHEAD, DUE_CHUNK, FIRST_CHUNK,
 };
-use crate::store::error::{corrupt, StoreResult};
+use crate::store::error::{corrupt, StoreError, StoreResult};
 use crate::store::types::{invoice_number, BatchDone, ClaimCursor, PriceFn, PricedInvoice, RunRow};
 
 impl<B: Backend> SqlStore<B>
@@ -226,6 +226,32 @@ where
         Ok(())
     }
 
+    /// The pricing thread of a batch: it reads documents from the returned sender and answers each with its priced
+    /// chunk, in order, until the sender is dropped.
+    #[allow(clippy::type_complexity)] // the three ends of one pipeline, named at the call
+    fn spawn_pricer(
+        price: &PriceFn,
+        issuing: bool,
+    ) -> (
+        std::sync::mpsc::Sender<String>,
+        tokio::sync::mpsc::UnboundedReceiver<
+            StoreResult<PricedChunk<<B::Db as sqlx::Database>::Arguments<'static>>>,
+        >,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (to_pricer, docs) = std::sync::mpsc::channel::<String>();
+        let (to_database, priced) = tokio::sync::mpsc::unbounded_channel();
+        let pricer = Arc::clone(price);
+        let pricing = tokio::task::spawn_blocking(move || {
+            for doc in docs {
+                if to_database.send(Self::prepare(&doc, &pricer, issuing)).is_err() {
+                    break;
+                }
+            }
+        });
+        (to_pricer, priced, pricing)
+    }
+
     pub(super) async fn write_batch(
         &self,
         run: &RunRow,
@@ -247,16 +273,7 @@ where
         // never reads a customer before an earlier chunk's invoice for it is written; a customer whose
         // next period also ended comes back in a later batch, after its first period's invoice is
         // committed.
-        let (to_pricer, docs) = std::sync::mpsc::channel::<String>();
-        let (to_database, mut priced) = tokio::sync::mpsc::unbounded_channel();
-        let (pricer, issuing) = (Arc::clone(price), run.issue);
-        let pricing = tokio::task::spawn_blocking(move || {
-            for doc in docs {
-                if to_database.send(Self::prepare(&doc, &pricer, issuing)).is_err() {
-                    break;
-                }
-            }
-        });
+        let (to_pricer, mut priced, pricing) = Self::spawn_pricer(price, run.issue);
         let mut done = BatchDone::default();
         // The last customer this batch claimed; `None` until its first chunk.
         let mut last: Option<String> = None;
@@ -270,12 +287,7 @@ where
                 Err(_) => match priced.recv().await {
                     Some(chunk) => Some(chunk),
                     // The pricing thread stopped without an answer: it panicked.
-                    None => {
-                        return Err(match pricing.await {
-                            Err(e) => corrupt("pricing", e),
-                            Ok(()) => corrupt("pricing", "the pricing thread stopped"),
-                        })
-                    }
+                    None => return Err(pricing_stopped(pricing).await),
                 },
             };
             if let Some(chunk) = ready {
@@ -302,10 +314,7 @@ where
             done.claimed += count;
             in_flight += 1;
             if to_pricer.send(doc).is_err() {
-                return Err(match pricing.await {
-                    Err(e) => corrupt("pricing", e),
-                    Ok(()) => corrupt("pricing", "the pricing thread stopped"),
-                });
+                return Err(pricing_stopped(pricing).await);
             }
         }
         drop(to_pricer);
@@ -320,5 +329,13 @@ where
             .await?;
         tx.commit().await?;
         Ok(done)
+    }
+}
+
+/// Why a batch's pricing thread stopped answering: it panicked (or ended, which it never does first).
+async fn pricing_stopped(pricing: tokio::task::JoinHandle<()>) -> StoreError {
+    match pricing.await {
+        Err(e) => corrupt("pricing", e),
+        Ok(()) => corrupt("pricing", "the pricing thread stopped"),
     }
 }

@@ -2,7 +2,7 @@
 //! duplicates decided by the primary key, a closed period refused in the same transaction; absolute reports) and
 //! the claim of an idempotency key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::Row;
 
@@ -33,11 +33,11 @@ where
     pub(super) async fn open_from<'a>(
         tx: &mut sqlx::Transaction<'static, B::Db>,
         customers: impl Iterator<Item = &'a str>,
-    ) -> StoreResult<std::collections::HashMap<String, i64>> {
+    ) -> StoreResult<HashMap<String, i64>> {
         let mut ids: Vec<&str> = customers.collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut open = std::collections::HashMap::with_capacity(ids.len());
+        let mut open = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(IN_LIST) {
             let sql = format!(
                 "SELECT id, open_from, billing_anchor FROM customers WHERE id IN {} ORDER BY id{}",
@@ -62,7 +62,7 @@ where
         // SQLite: a deferred BEGIN, because the first statement is the INSERT, which takes the write lock as
         // it starts (SQLite retries that with a fresh snapshot while the transaction has read nothing), so
         // everything it and later statements read is current. Measured: 8 concurrent writers store ~25 %
-        // more events a second than with BEGIN IMMEDIATE (BENCHMARKS.md, issue 8).
+        // more events a second than with BEGIN IMMEDIATE (BENCHMARKS.md).
         let mut tx = self.pool.begin_with(if B::LOCK_FIRST { B::BEGIN_WRITE } else { "BEGIN" }).await?;
         // PostgreSQL reads each customer's open period first, under a shared lock (an invoice run closing
         // one waits for this transaction, and this one for it). SQLite holds the write lock from BEGIN, so
@@ -73,65 +73,13 @@ where
         } else {
             None
         };
-        let is_open = |open: &std::collections::HashMap<String, i64>, e: &NewEvent| {
-            open.get(e.customer_id.as_str()).is_none_or(|o| e.period_start >= *o)
-        };
         let candidates: Vec<(usize, &NewEvent)> = events
             .iter()
             .enumerate()
             .filter(|(_, e)| open_from.as_ref().is_none_or(|open| is_open(open, e)))
             .collect();
         for chunk in candidates.chunks(EVENTS_PER_STATEMENT) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| B::params(i * 7, 7)).collect();
-            let sql = if B::LOCK_FIRST {
-                format!(
-                    "INSERT INTO usage_events (customer_id, event_id, meter, quantity_micros, occurred_at, \
-                     period_start, received_at) VALUES {} \
-                     ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING customer_id, event_id",
-                    rows.join(",")
-                )
-            } else {
-                format!(
-                    "INSERT INTO usage_events (customer_id, event_id, meter, quantity_micros, occurred_at, \
-                     period_start, received_at) \
-                     SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 \
-                     FROM (VALUES {}) AS v LEFT JOIN customers c ON c.id = v.column1 \
-                     WHERE c.id IS NULL OR v.column6 >= COALESCE(c.open_from, c.billing_anchor) \
-                     ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING customer_id, event_id",
-                    rows.join(",")
-                )
-            };
-            let mut query = sqlx::query(&sql);
-            for (_, e) in chunk {
-                query = query
-                    .bind(&e.customer_id)
-                    .bind(&e.event_id)
-                    .bind(&e.meter)
-                    .bind(e.quantity_micros)
-                    .bind(e.occurred_at)
-                    .bind(e.period_start)
-                    .bind(now);
-            }
-            let returned: Vec<(String, String)> = query
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|r| (r.get("customer_id"), r.get("event_id")))
-                .collect();
-            let inserted: std::collections::HashSet<(&str, &str)> =
-                returned.iter().map(|(c, e)| (c.as_str(), e.as_str())).collect();
-            // The first event of a chunk with a returned id is the one stored; a repeat is a duplicate.
-            let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
-            for (index, e) in chunk {
-                let key = (e.customer_id.as_str(), e.event_id.as_str());
-                if inserted.contains(&key) && seen.insert(key) {
-                    outcome[*index] = EventOutcome::Stored;
-                    let total = totals.entry((&e.customer_id, e.period_start, &e.meter)).or_default();
-                    *total = total
-                        .checked_add(e.quantity_micros)
-                        .ok_or_else(|| corrupt("usage total", "overflow"))?;
-                }
-            }
+            Self::insert_event_chunk(&mut tx, chunk, now, &mut outcome, &mut totals).await?;
         }
         // Events not stored: a duplicate, or refused when its period is invoiced — unless its id was stored
         // before the period closed (a retry), which is a duplicate still.
@@ -143,11 +91,8 @@ where
                 open_from = Some(Self::open_from(&mut tx, customers).await?);
             }
             let open = open_from.unwrap_or_default();
-            for index in unstored {
+            for index in unstored.into_iter().filter(|i| !is_open(&open, &events[*i])) {
                 let e = &events[index];
-                if is_open(&open, e) {
-                    continue;
-                }
                 let known =
                     sqlx::query("SELECT 1 AS one FROM usage_events WHERE customer_id = $1 AND event_id = $2")
                         .bind(&e.customer_id)
@@ -174,6 +119,49 @@ where
         }
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// One multi-row insert of events (the backend's statement): marks those stored and adds them to `totals`.
+    async fn insert_event_chunk<'e>(
+        tx: &mut sqlx::Transaction<'static, B::Db>,
+        chunk: &[(usize, &'e NewEvent)],
+        now: i64,
+        outcome: &mut [EventOutcome],
+        totals: &mut BTreeMap<(&'e str, i64, &'e str), i64>,
+    ) -> StoreResult<()> {
+        let rows: Vec<String> = (0..chunk.len()).map(|i| B::params(i * 7, 7)).collect();
+        let sql = B::insert_events(&rows.join(","));
+        let mut query = sqlx::query(&sql);
+        for (_, e) in chunk {
+            query = query
+                .bind(&e.customer_id)
+                .bind(&e.event_id)
+                .bind(&e.meter)
+                .bind(e.quantity_micros)
+                .bind(e.occurred_at)
+                .bind(e.period_start)
+                .bind(now);
+        }
+        let returned: Vec<(String, String)> = query
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .map(|r| (r.get("customer_id"), r.get("event_id")))
+            .collect();
+        let inserted: HashSet<(&str, &str)> =
+            returned.iter().map(|(c, e)| (c.as_str(), e.as_str())).collect();
+        // The first event of a chunk with a returned id is the one stored; a repeat is a duplicate.
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        for (index, e) in chunk {
+            let key = (e.customer_id.as_str(), e.event_id.as_str());
+            if inserted.contains(&key) && seen.insert(key) {
+                outcome[*index] = EventOutcome::Stored;
+                let total = totals.entry((&e.customer_id, e.period_start, &e.meter)).or_default();
+                *total =
+                    total.checked_add(e.quantity_micros).ok_or_else(|| corrupt("usage total", "overflow"))?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn write_reports(&self, reports: &[NewReport]) -> StoreResult<Vec<bool>> {
@@ -250,4 +238,9 @@ where
             (true, _, _) => Idempotent::InProgress,
         })
     }
+}
+
+/// Whether an event's period is still open, given each customer's open period start (unknown customers: open).
+fn is_open(open: &HashMap<String, i64>, e: &NewEvent) -> bool {
+    open.get(e.customer_id.as_str()).is_none_or(|o| e.period_start >= *o)
 }
