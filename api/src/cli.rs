@@ -348,7 +348,6 @@ fn invoice_run(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<(), Failure> {
-    use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::Arc;
     let started = std::time::Instant::now();
     let run = runtime()?.block_on(async {
@@ -372,21 +371,8 @@ fn invoice_run(
             as_of.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             run.eligible
         );
-        // A progress bar on a terminal; nothing when stderr is a file or a pipe.
-        let done = Arc::new(AtomicI64::new(run.invoiced));
-        let total = run.eligible;
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let progress: Arc<dyn Fn(crate::store::BatchDone) + Send + Sync> = Arc::new(move |batch| {
-            let n = done
-                .fetch_add(i64::try_from(batch.invoiced + batch.failed).unwrap_or(0), Ordering::Relaxed)
-                + i64::try_from(batch.invoiced + batch.failed).unwrap_or(0);
-            if terminal {
-                let width = 40_i64;
-                let filled = if total > 0 { (n.min(total) * width) / total } else { width };
-                let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
-                eprint!("\r[{bar}] {n}/{total}");
-            }
-        });
+        let progress = progress_bar(terminal, run.invoiced, run.eligible);
         let run =
             // The input was good: a run that stops part-way (the database failing) is exit 1, and running it
             // again finishes the job.
@@ -429,6 +415,27 @@ fn invoice_run(
         return Err(Failure::Partial(format!("{} customer periods could not be invoiced", counts.failed)));
     }
     Ok(())
+}
+
+/// What an invoice run reports after each batch: a progress bar on a terminal; nothing when stderr is a file or a
+/// pipe.
+fn progress_bar(
+    terminal: bool,
+    already: i64,
+    total: i64,
+) -> std::sync::Arc<dyn Fn(crate::store::BatchDone) + Send + Sync> {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let done = AtomicI64::new(already);
+    std::sync::Arc::new(move |batch| {
+        let step = i64::try_from(batch.invoiced + batch.failed).unwrap_or(0);
+        let n = done.fetch_add(step, Ordering::Relaxed) + step;
+        if terminal {
+            let width = 40_i64;
+            let filled = if total > 0 { (n.min(total) * width) / total } else { width };
+            let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
+            eprint!("\r[{bar}] {n}/{total}");
+        }
+    })
 }
 
 /// Error messages go on one line, whatever the underlying error printed.

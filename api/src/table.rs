@@ -18,13 +18,28 @@ pub fn render(bill: &Bill<'_>) -> String {
         let _ = writeln!(out, "period {} – {}", p.start().to_rfc3339(), p.end().to_rfc3339());
     }
     out.push('\n');
+    charges(&mut out, bill);
+    let _ = writeln!(out, "  {}", "-".repeat(WIDTH - 2));
+    row(&mut out, "  Subtotal", "", bill.subtotal);
+    adjustments(&mut out, bill, Stage::Discount);
+    row(&mut out, "  Total", "", bill.total);
+    if bill.lines.iter().any(|l| l.kind.stage() == Stage::Credit) {
+        adjustments(&mut out, bill, Stage::Credit);
+        row(&mut out, "  Amount due", "", bill.amount_due);
+    }
+    commitment_and_limits(&mut out, bill);
+    out
+}
+
+/// The charge lines, each with its tier slices and note.
+fn charges(out: &mut String, bill: &Bill<'_>) {
     for line in bill.lines.iter().filter(|l| l.kind.stage() == Stage::Charge) {
         let quantity = match (&line.quantity, &line.unit) {
             (Some(q), Some(unit)) => format!("{} {}", group(q.value()), plural(unit, q.value())),
             _ => String::new(),
         };
         let indent = if line.kind == LineKind::Addon { "    + " } else { "  " };
-        row(&mut out, &format!("{indent}{}", line.name), &quantity, line.amount);
+        row(out, &format!("{indent}{}", line.name), &quantity, line.amount);
         for t in line.tiers.iter().flat_map(billing_core::Slices::iter) {
             let range = match t.up_to {
                 Some(up_to) => format!("{} – {}", group(t.from), group(up_to)),
@@ -43,20 +58,16 @@ pub fn render(bill: &Bill<'_>) -> String {
                 ),
             };
             let pad = if line.kind == LineKind::Addon { "          " } else { "      " };
-            row(&mut out, &format!("{pad}tier {}: {range}", t.tier), &priced, t.amount);
+            row(out, &format!("{pad}tier {}: {range}", t.tier), &priced, t.amount);
         }
         if let Some(note) = &line.note {
             let _ = writeln!(out, "      {note}");
         }
     }
-    let _ = writeln!(out, "  {}", "-".repeat(WIDTH - 2));
-    row(&mut out, "  Subtotal", "", bill.subtotal);
-    adjustments(&mut out, bill, Stage::Discount);
-    row(&mut out, "  Total", "", bill.total);
-    if bill.lines.iter().any(|l| l.kind.stage() == Stage::Credit) {
-        adjustments(&mut out, bill, Stage::Credit);
-        row(&mut out, "  Amount due", "", bill.amount_due);
-    }
+}
+
+/// What the commitment buys, and each spend limit with what it admits of each meter.
+fn commitment_and_limits(out: &mut String, bill: &Bill<'_>) {
     if let Some(c) = &bill.commitment {
         let term = Decimal::from(c.monthly_release.len());
         let lasts = match c.credit_lasts_months {
@@ -101,7 +112,6 @@ pub fn render(bill: &Bill<'_>) -> String {
             );
         }
     }
-    out
 }
 
 fn adjustments(out: &mut String, bill: &Bill<'_>, stage: Stage) {

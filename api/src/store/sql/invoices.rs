@@ -75,35 +75,45 @@ where
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                // The credit the invoice consumed goes back to the commitments it came from.
-                let consumed = sqlx::query(
-                    "SELECT customer_id, commitment_id, invoice_id, kind, amount, at FROM credit_entries
-                     WHERE invoice_id = $1 AND kind = 'consumption' ORDER BY seq",
-                )
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-                for r in &consumed {
-                    let entry = credit_row(r)?;
-                    let amount: rust_decimal::Decimal =
-                        entry.amount.parse().map_err(|e| corrupt("credit amount", e))?;
-                    sqlx::query(
-                        "INSERT INTO credit_entries (customer_id, commitment_id, invoice_id, kind, amount, at)
-                         VALUES ($1, $2, $3, 'void_return', $4, $5)",
-                    )
-                    .bind(&invoice.customer_id)
-                    .bind(&entry.commitment_id)
-                    .bind(id)
-                    .bind((-amount).to_string())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                Self::return_credit(&mut tx, &invoice.customer_id, id, now).await?;
             }
             (_, status) => return Ok(Transition::InvalidState(status.to_owned())),
         }
         tx.commit().await?;
         Ok(Transition::Done(Box::new(invoice)))
+    }
+
+    /// The credit a voided invoice consumed, back to the commitments it came from.
+    async fn return_credit(
+        tx: &mut sqlx::Transaction<'static, B::Db>,
+        customer_id: &str,
+        invoice_id: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let consumed = sqlx::query(
+            "SELECT customer_id, commitment_id, invoice_id, kind, amount, at FROM credit_entries
+             WHERE invoice_id = $1 AND kind = 'consumption' ORDER BY seq",
+        )
+        .bind(invoice_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in &consumed {
+            let entry = credit_row(r)?;
+            let amount: rust_decimal::Decimal =
+                entry.amount.parse().map_err(|e| corrupt("credit amount", e))?;
+            sqlx::query(
+                "INSERT INTO credit_entries (customer_id, commitment_id, invoice_id, kind, amount, at)
+                 VALUES ($1, $2, $3, 'void_return', $4, $5)",
+            )
+            .bind(customer_id)
+            .bind(&entry.commitment_id)
+            .bind(invoice_id)
+            .bind((-amount).to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn write_run(
