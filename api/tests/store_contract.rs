@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use api::store::PricingError;
 use api::store::{
     self, AddonSince, AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, Due,
     Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport, PricedInvoice,
@@ -261,10 +262,10 @@ async fn idempotency_keys() {
 
 /// A stand-in for the service's pricing (the store does not price): an invoice whose total is the period's event
 /// micro-units, the next period 2,000 µs on.
-fn price(due: &Due, run: &RunRow, n: &AtomicU32) -> Result<PricedInvoice, String> {
+fn price(due: &Due, run: &RunRow, n: &AtomicU32) -> Result<PricedInvoice, PricingError> {
     let c = &due.customer;
     if c.id.starts_with("bad") {
-        return Err("cannot be priced".into());
+        return Err(PricingError::Rejected("cannot be priced".into()));
     }
     let total: i64 = due.totals.iter().map(|t| t.events_micros + t.reported_micros).sum();
     let id = format!("in_{}_{}", c.id, c.open_from);

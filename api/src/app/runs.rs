@@ -12,7 +12,9 @@ use super::credit::{allocate, text};
 use super::period::period_request;
 use super::service::{instant, invalid, Failure, Outcome, Service};
 use crate::secret::new_id;
-use crate::store::{BatchDone, ClaimCursor, CreditEntry, Due, InvoiceRow, PriceFn, PricedInvoice, RunRow};
+use crate::store::{
+    BatchDone, ClaimCursor, CreditEntry, Due, InvoiceRow, PriceFn, PricedInvoice, PricingError, RunRow,
+};
 use crate::time::micros;
 
 /// The default prefix of invoice numbers.
@@ -61,10 +63,10 @@ impl RunCounts {
     }
 }
 
-/// A failure as the run records it for a customer: its sentence.
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(failure_text)`
-fn failure_text(f: Failure) -> String {
-    f.to_string()
+/// A use-case's failure as the run records it for a customer: rejected, with its sentence.
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(rejected)`
+fn rejected(f: Failure) -> PricingError {
+    PricingError::Rejected(f.to_string())
 }
 
 impl Service {
@@ -84,17 +86,16 @@ impl Service {
     ///
     /// # Errors
     /// Why the period cannot be invoiced (recorded as the run's failure for that customer).
-    pub fn price_due(&self, due: &Due, run: &RunRow, now: i64) -> Result<PricedInvoice, String> {
+    pub fn price_due(&self, due: &Due, run: &RunRow, now: i64) -> Result<PricedInvoice, PricingError> {
         let c = &due.customer;
-        let period =
-            Service::period_of(c, instant(c.open_from).map_err(failure_text)?).map_err(failure_text)?;
+        let period = Service::period_of(c, instant(c.open_from).map_err(rejected)?).map_err(rejected)?;
         if micros(period.start()) != c.open_from {
-            return Err(format!("the open period start {} is not a period start", c.open_from));
+            return Err(PricingError::NotAPeriodStart(c.open_from));
         }
         let book = self.book_at(period.start());
-        let (request, available) = period_request(self, &book, due, period).map_err(failure_text)?;
-        let bill = compute(&book, &request).map_err(|e| failure_text(e.into()))?;
-        let id = new_id("in_")?;
+        let (request, available) = period_request(self, &book, due, period).map_err(rejected)?;
+        let bill = compute(&book, &request).map_err(|e| rejected(e.into()))?;
+        let id = new_id("in_").map_err(PricingError::Internal)?;
         let consumed = allocate(-bill.credit_applied, &available);
         let last_instant = micros(period.end()) - 1;
         let consumption = consumed
@@ -107,7 +108,7 @@ impl Service {
                 at: last_instant,
             })
             .collect();
-        let next = Service::period_of(c, period.end()).map_err(failure_text)?;
+        let next = Service::period_of(c, period.end()).map_err(rejected)?;
         let invoice = InvoiceRow {
             id,
             customer_id: c.id.clone(),
@@ -117,8 +118,8 @@ impl Service {
             number: None,
             price_book_version: book.version().unwrap_or("").to_owned(),
             currency: book.currency().code().to_owned(),
-            request: serde_json::to_string(&request).map_err(|e| e.to_string())?,
-            bill: billing_core::stored::encode(&bill, &book)?,
+            request: serde_json::to_string(&request).map_err(|e| PricingError::Internal(e.to_string()))?,
+            bill: billing_core::stored::encode(&bill, &book).map_err(PricingError::Internal)?,
             total: text(bill.total),
             credit_applied: text(bill.credit_applied),
             amount_due: text(bill.amount_due),

@@ -15,8 +15,8 @@
 //!   SQLite the write lock taken by `BEGIN IMMEDIATE` already orders it (`lock_first`);
 //! - the migrations (each database's own DDL, compiled in).
 
-use super::due::{POSTGRES_CLAIM, POSTGRES_DUE, SQLITE_DUE};
-use super::migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+use crate::store::due::{POSTGRES_CLAIM, POSTGRES_DUE, SQLITE_DUE};
+use crate::store::migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// A database tally stores to, and what its statements need that the other's do not.
 pub trait Backend: std::fmt::Debug + Clone + Send + Sync + 'static {

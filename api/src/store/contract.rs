@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 
-use super::error::StoreResult;
-use super::types::{
+use crate::store::error::StoreResult;
+use crate::store::types::{
     AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, EventOutcome, InvoiceAction,
     InvoiceFilter, InvoiceRow, LimitRow, MeterTotal, NewEvent, NewReport, PriceFn, RunRow, StoredBook,
     Transition,

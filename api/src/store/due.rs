@@ -1,8 +1,9 @@
 //! A batch of due customers as the database reads it: one JSON document per chunk, parsed here.
 
-use super::error::{corrupt, StoreResult};
-use super::types::{
+use crate::store::error::{corrupt, StoreResult};
+use crate::store::types::{
     AddonSince, CommitmentRow, CreditEntry, CustomerRow, Due, LimitRow, MeterTotal, PricedInvoice,
+    PricingError,
 };
 
 /// The next chunk of an invoice run (`$1` as_of, `$2` run id, `$3` how many, after the id `$4` in claim order: by
@@ -191,14 +192,16 @@ pub(super) const CHUNKS_AHEAD: usize = 3;
 
 pub(super) fn price_chunk<A>(
     due: &[Due],
-    price: &(dyn Fn(&Due) -> Result<PricedInvoice, String> + Send + Sync),
+    price: &(dyn Fn(&Due) -> Result<PricedInvoice, PricingError> + Send + Sync),
 ) -> PricedChunk<A> {
     let mut chunk =
         PricedChunk { priced: Vec::with_capacity(due.len()), failures: Vec::new(), statements: None };
     for d in due {
         match price(d) {
             Ok(p) => chunk.priced.push(p),
-            Err(reason) => chunk.failures.push((d.customer.id.clone(), d.customer.open_from, reason)),
+            Err(reason) => {
+                chunk.failures.push((d.customer.id.clone(), d.customer.open_from, reason.to_string()));
+            }
         }
     }
     chunk

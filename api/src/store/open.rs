@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use super::contract::Store;
-use super::error::{StoreError, StoreResult};
-use super::sql::{PgStore, SqliteStore};
+use crate::store::contract::Store;
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::sql::{PgStore, SqliteStore};
 
 /// Opens the store a URL names: `sqlite://…` or `postgres://…` (also `postgresql://`).
 ///

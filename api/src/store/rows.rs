@@ -1,8 +1,8 @@
 //! Rows as read back: each column checked, a value that cannot be read is `StoreError::Corrupt`, never a panic.
 use sqlx::Row;
 
-use super::error::{corrupt, StoreResult};
-use super::types::{CommitmentRow, CreditEntry, CustomerRow, InvoiceRow, RunFailure, RunRow};
+use crate::store::error::{corrupt, StoreResult};
+use crate::store::types::{CommitmentRow, CreditEntry, CustomerRow, InvoiceRow, RunFailure, RunRow};
 
 pub(super) fn customer_row<R: Row>(r: &R) -> StoreResult<CustomerRow>
 where

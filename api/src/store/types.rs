@@ -295,7 +295,22 @@ pub struct PricedInvoice {
 
 /// Prices a due period, or says why it cannot. Shared with the blocking thread that prices a chunk while the
 /// database works on the one before.
-pub type PriceFn = Arc<dyn Fn(&Due) -> Result<PricedInvoice, String> + Send + Sync>;
+pub type PriceFn = Arc<dyn Fn(&Due) -> Result<PricedInvoice, PricingError> + Send + Sync>;
+
+/// Why a customer's due period could not be priced. The run records its sentence (`Display`) as that customer's
+/// failure and goes on with the others.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PricingError {
+    /// The customer's open period does not start where its billing anchor puts a period start (micros).
+    #[error("the open period start {0} is not a period start")]
+    NotAPeriodStart(i64),
+    /// The period's request or bill breaks a rule of the price book, or an amount is out of range: the sentence.
+    #[error("{0}")]
+    Rejected(String),
+    /// Something the customer's data cannot cause: no randomness for an id, a bill that cannot be encoded.
+    #[error("{0}")]
+    Internal(String),
+}
 
 /// What one batch of a run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

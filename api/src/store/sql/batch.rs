@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use sqlx::Row;
 
-use super::{SqlStore, INVOICES_PER_STATEMENT, INVOICE_COLUMNS, IN_LIST};
 use crate::store::backend::Backend;
 use crate::store::due::{
     parse_due, price_chunk, PricedChunk, ReadChunk, CHUNKS_AHEAD, DUE_CHUNK, FIRST_CHUNK,
 };
 use crate::store::error::{corrupt, StoreError, StoreResult};
+use crate::store::sql::{SqlStore, INVOICES_PER_STATEMENT, INVOICE_COLUMNS, IN_LIST};
 use crate::store::types::{invoice_number, BatchDone, ClaimCursor, PriceFn, PricedInvoice, RunRow};
 
 impl<B: Backend> SqlStore<B>

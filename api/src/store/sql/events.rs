@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::Row;
 
-use super::{SqlStore, EVENTS_PER_STATEMENT, IN_LIST};
 use crate::store::backend::Backend;
 use crate::store::contract::Idempotent;
 use crate::store::error::{corrupt, StoreResult};
+use crate::store::sql::{SqlStore, EVENTS_PER_STATEMENT, IN_LIST};
 use crate::store::types::{EventOutcome, NewEvent, NewReport};
 
 impl<B: Backend> SqlStore<B>

@@ -2,10 +2,10 @@
 
 use sqlx::Row;
 
-use super::{SqlStore, INVOICE_COLUMNS, RUN_COLUMNS};
 use crate::store::backend::Backend;
 use crate::store::error::{corrupt, StoreError, StoreResult};
 use crate::store::rows::{credit_row, invoice_row, run_row};
+use crate::store::sql::{SqlStore, INVOICE_COLUMNS, RUN_COLUMNS};
 use crate::store::types::{invoice_number, InvoiceAction, RunRow, Transition};
 
 impl<B: Backend> SqlStore<B>

@@ -7,6 +7,7 @@
 //! read the column types tally stores: integers, booleans, text): both `Sqlite` and `Postgres` meet them.
 
 mod batch;
+mod customers;
 mod events;
 mod invoices;
 
@@ -16,12 +17,12 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::Row;
 
-use super::backend::Backend;
-use super::contract::{Idempotent, Store};
-use super::error::{corrupt, StoreResult};
-use super::migrations::Embedded;
-use super::rows::{commitment_row, credit_row, customer_row, invoice_row, run_row};
-use super::types::{
+use crate::store::backend::Backend;
+use crate::store::contract::{Idempotent, Store};
+use crate::store::error::StoreResult;
+use crate::store::migrations::Embedded;
+use crate::store::rows::{commitment_row, credit_row, customer_row, invoice_row, run_row};
+use crate::store::types::{
     AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, EventOutcome, InvoiceAction,
     InvoiceFilter, InvoiceRow, LimitRow, MeterTotal, NewEvent, NewReport, PriceFn, RunFailure, RunRow,
     StoredBook, Transition,
@@ -146,33 +147,7 @@ where
     }
 
     async fn insert_customer(&self, c: &CustomerRow, key_hash: &str) -> StoreResult<bool> {
-        let addons = serde_json::to_string(&c.addons).map_err(|e| corrupt("add-ons", e))?;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO customers (id, name, billing_anchor, addons, created_at, updated_at, open_from, open_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&c.id)
-        .bind(&c.name)
-        .bind(c.billing_anchor)
-        .bind(addons)
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .bind(c.open_from)
-        .bind(c.open_until)
-        .execute(&mut *tx)
-        .await?;
-        if B::rows_affected(&done) == 0 {
-            return Ok(false);
-        }
-        sqlx::query("INSERT INTO api_keys (hash, customer_id, created_at) VALUES ($1, $2, $3)")
-            .bind(key_hash)
-            .bind(&c.id)
-            .bind(c.created_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        self.write_customer(c, key_hash).await
     }
 
     async fn customer(&self, id: &str) -> StoreResult<Option<CustomerRow>> {
@@ -195,32 +170,11 @@ where
     }
 
     async fn update_customer(&self, c: &CustomerRow) -> StoreResult<()> {
-        let addons = serde_json::to_string(&c.addons).map_err(|e| corrupt("add-ons", e))?;
-        sqlx::query("UPDATE customers SET name = $1, addons = $2, updated_at = $3 WHERE id = $4")
-            .bind(&c.name)
-            .bind(addons)
-            .bind(c.updated_at)
-            .bind(&c.id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.write_customer_change(c).await
     }
 
     async fn rotate_key(&self, customer_id: &str, key_hash: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(customer_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO api_keys (hash, customer_id, created_at) VALUES ($1, $2, $3)")
-            .bind(key_hash)
-            .bind(customer_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_key(customer_id, key_hash, now).await
     }
 
     async fn key_owner(&self, key_hash: &str) -> StoreResult<Option<String>> {
@@ -305,37 +259,7 @@ where
         changes: &[(String, Option<LimitRow>)],
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        for (product, change) in changes {
-            match change {
-                None => {
-                    sqlx::query("DELETE FROM spend_limits WHERE customer_id = $1 AND product = $2")
-                        .bind(customer_id)
-                        .bind(product)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Some(l) => {
-                    sqlx::query(
-                        "INSERT INTO spend_limits (customer_id, product, amount, pinned_period_start, pinned_amount, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6)
-                         ON CONFLICT (customer_id, product) DO UPDATE SET amount = excluded.amount,
-                           pinned_period_start = excluded.pinned_period_start,
-                           pinned_amount = excluded.pinned_amount, updated_at = excluded.updated_at",
-                    )
-                    .bind(customer_id)
-                    .bind(product)
-                    .bind(l.amount)
-                    .bind(l.pinned.map(|p| p.0))
-                    .bind(l.pinned.map(|p| p.1))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write_limits(customer_id, changes, now).await
     }
 
     async fn insert_alert(&self, customer_id: &str, a: &AlertRow) -> StoreResult<bool> {

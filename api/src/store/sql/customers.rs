@@ -1,0 +1,121 @@
+//! Customers and their caps: creation with a first key, changes, new keys, caps set and removed, each one transaction.
+
+use super::SqlStore;
+use crate::store::backend::Backend;
+use crate::store::error::{corrupt, StoreResult};
+use crate::store::types::{CustomerRow, LimitRow};
+
+impl<B: Backend> SqlStore<B>
+where
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    for<'c> &'c sqlx::Pool<B::Db>: sqlx::Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, B::Db>,
+    <B::Db as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> bool: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'s> &'s str: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+{
+    pub(super) async fn write_customer(&self, c: &CustomerRow, key_hash: &str) -> StoreResult<bool> {
+        let addons = serde_json::to_string(&c.addons).map_err(|e| corrupt("add-ons", e))?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO customers (id, name, billing_anchor, addons, created_at, updated_at, open_from, open_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(c.billing_anchor)
+        .bind(addons)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(c.open_from)
+        .bind(c.open_until)
+        .execute(&mut *tx)
+        .await?;
+        if B::rows_affected(&done) == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO api_keys (hash, customer_id, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash)
+            .bind(&c.id)
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn write_customer_change(&self, c: &CustomerRow) -> StoreResult<()> {
+        let addons = serde_json::to_string(&c.addons).map_err(|e| corrupt("add-ons", e))?;
+        sqlx::query("UPDATE customers SET name = $1, addons = $2, updated_at = $3 WHERE id = $4")
+            .bind(&c.name)
+            .bind(addons)
+            .bind(c.updated_at)
+            .bind(&c.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn write_key(&self, customer_id: &str, key_hash: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(customer_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO api_keys (hash, customer_id, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash)
+            .bind(customer_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn write_limits(
+        &self,
+        customer_id: &str,
+        changes: &[(String, Option<LimitRow>)],
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for (product, change) in changes {
+            match change {
+                None => {
+                    sqlx::query("DELETE FROM spend_limits WHERE customer_id = $1 AND product = $2")
+                        .bind(customer_id)
+                        .bind(product)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(l) => {
+                    sqlx::query(
+                        "INSERT INTO spend_limits (customer_id, product, amount, pinned_period_start, pinned_amount, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (customer_id, product) DO UPDATE SET amount = excluded.amount,
+                           pinned_period_start = excluded.pinned_period_start,
+                           pinned_amount = excluded.pinned_amount, updated_at = excluded.updated_at",
+                    )
+                    .bind(customer_id)
+                    .bind(product)
+                    .bind(l.amount)
+                    .bind(l.pinned.map(|p| p.0))
+                    .bind(l.pinned.map(|p| p.1))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
