@@ -40,10 +40,7 @@ pub(super) async fn credits(
     CustomerScope { id, .. }: CustomerScope,
     Q(q): Q<AtQuery>,
 ) -> ApiResult<Response> {
-    let at = match &q.at {
-        None => state.service.now(),
-        Some(a) => parse_instant("at", a)?,
-    };
+    let at = q.instant_or(state.service.now())?;
     let customer = state.service.customer(&id).await?;
     let (commitments, ledger) = state.service.ledger(&customer, at).await?;
     let commitments = commitments

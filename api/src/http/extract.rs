@@ -181,6 +181,13 @@ pub(super) struct AtQuery {
     pub(super) at: Option<String>,
 }
 
+impl AtQuery {
+    /// The instant asked for, or `now` when none is: 422 for one that is not RFC 3339.
+    pub(super) fn instant_or(&self, now: DateTime<Utc>) -> ApiResult<DateTime<Utc>> {
+        self.at.as_deref().map_or(Ok(now), |a| parse_instant("at", a))
+    }
+}
+
 /// A decimal field of a body: a decimal string, or a JSON integer (never a float: its binary value is not the
 /// decimal written).
 pub(super) fn decimal_field(path: &str, value: &Value) -> ApiResult<Decimal> {

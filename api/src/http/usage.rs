@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::auth::{Authenticated, Caller, CustomerScope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{json_value, parse_instant, AtQuery, Body, Q};
+use super::extract::{json_value, AtQuery, Body, Q};
 use super::state::AppState;
 use super::views::{Ingested, UsageView};
 use crate::app::{Entry, EntryKind, Rejected};
@@ -119,10 +119,7 @@ pub(super) async fn usage_view(
     CustomerScope { id, .. }: CustomerScope,
     Q(q): Q<AtQuery>,
 ) -> ApiResult<Response> {
-    let at = match &q.at {
-        None => state.service.now(),
-        Some(a) => parse_instant("at", a)?,
-    };
+    let at = q.instant_or(state.service.now())?;
     let customer = state.service.customer(&id).await?;
     let view = state.service.usage_view(&customer, at).await?;
     Ok(Json(UsageView::of(&id, &view)).into_response())
