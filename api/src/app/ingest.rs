@@ -40,11 +40,11 @@ pub struct Entry<'a> {
 /// A refused entry of a batch, with a stable code.
 #[derive(Debug, serde::Serialize)]
 pub struct Rejected {
-    /// Its index in the request.
-    pub index: usize,
     /// `invalid_entry`, `unknown_customer`, `invalid_timestamp`, `in_the_future`, `before_first_period`,
     /// `unknown_meter`, `invalid_quantity` or `period_closed`.
     pub code: &'static str,
+    /// Its index in the request.
+    pub index: usize,
     /// What is wrong.
     pub message: String,
 }
