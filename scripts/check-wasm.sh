@@ -2,7 +2,7 @@
 # Proves that billing-core compiles for wasm32-unknown-unknown: the pricing page will run the very same core in
 # the browser. Uses the rustup target where it can be installed (an ordinary laptop: `rustup target add`);
 # otherwise Debian's rustc-web with its matching standard-library source and -Zbuild-std (these machines, where
-# rustup cannot download: see ../shared/reference/wasm-toolchain.md). Installs what it needs.
+# rustup cannot download). Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,8 +1,8 @@
 //! Exact decimal arithmetic: every operation either returns the mathematically exact result or an error.
 //!
 //! `rust_decimal`'s `checked_mul`, `checked_add` and `checked_sub` return `None` only when the integer part
-//! overflows; when the exact result needs more than 96 bits of mantissa they *silently round* it (rust-decimal
-//! issue #515). For money that is an implicit rounding, which tally forbids. These wrappers detect it: an exact
+//! overflows; when the exact result needs more than 96 bits of mantissa they *silently round* it (rust_decimal
+//! 1.x behaves so by design). For money that is an implicit rounding, which tally forbids. These wrappers detect it: an exact
 //! product has the scale `a.scale + b.scale`, an exact sum `max(a.scale, b.scale)`; a smaller scale means digits
 //! were dropped, and the operation fails with [`Error::Overflow`]. A product that fails the check is retried with
 //! normalized inputs, so trailing zeros never cause a false alarm (and the common case pays for no normalizing).

@@ -1,5 +1,5 @@
 //! The core's invariants, case by case, through the real `tally quote`: each case is one a hostile user found
-//! broken (issue 6), with the figure the contract now gives. The properties that generalise them run over random
+//! broken, with the figure the contract now gives. The properties that generalise them run over random
 //! books in `billing-core/tests/invariants.rs`.
 
 // Test helpers may panic: a failed unwrap is a failed test.

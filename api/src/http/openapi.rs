@@ -1,6 +1,7 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 document of the service, built from [`OPERATIONS`], the table of every
-//! route the router serves. A test probes every path of the table with every method, so a route missing from
-//! either the table or the router fails it.
+//! `GET /openapi.json`: the OpenAPI 3.1 document of the service, built from [`OPERATIONS`] (`routes.rs`), the
+//! table of every route the router serves and who may call it. A test probes every path of the table with every
+//! method, so a route missing from either the table or the router fails it; another probes every route with five
+//! credentials against the table's access.
 //!
 //! Why not utoipa's derives: the bill, the request and the price book are billing-core types, and billing-core
 //! stays free of anything but its pricing dependencies (it builds for wasm); their schemas are written here, once,
