@@ -118,7 +118,23 @@ fn page_of(item: &str) -> Value {
         "next_cursor": {"type": ["string", "null"]}}})
 }
 
-fn schemas() -> Value {
+/// Schemas used by several others: quantities, amounts, instants, keys, the bill and its parts, customers, usage.
+#[derive(Debug)]
+struct Parts {
+    quantity: Value,
+    amount_in: Value,
+    instant: Value,
+    key: Value,
+    tier_slice: Value,
+    line: Value,
+    spend_limit: Value,
+    bill: Value,
+    customer: Value,
+    event: Value,
+    report: Value,
+}
+
+fn parts() -> Parts {
     let quantity = json!({"oneOf": [{"type": "integer", "minimum": 0, "maximum": 1_000_000_000_000_u64},
                                     {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,6})?$"}],
                           "description": "At most 10^12 and 6 decimal places: a JSON integer or a decimal string"});
@@ -159,6 +175,21 @@ fn schemas() -> Value {
         "meter": {"type": "string"}, "quantity": quantity.clone(), "timestamp": instant.clone()}});
     let report = json!({"type": "object", "required": ["customer_id", "meter", "value", "as_of"], "properties": {
         "customer_id": {"$ref": "#/components/schemas/CustomerId"}, "meter": {"type": "string"}, "value": quantity.clone(), "as_of": instant.clone()}});
+    Parts { quantity, amount_in, instant, key, tier_slice, line, spend_limit, bill, customer, event, report }
+}
+
+/// The component schemas: the shared ones, then the service's.
+fn schemas() -> Value {
+    let p = parts();
+    let mut all = core_schemas(&p);
+    if let (Value::Object(all), Value::Object(more)) = (&mut all, service_schemas(&p)) {
+        all.extend(more);
+    }
+    all
+}
+
+/// Errors, health, the document itself, ids, instants, pages, price books, quotes and advice.
+fn core_schemas(p: &Parts) -> Value {
     json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"type": "string"}, "message": {"type": "string"},
@@ -167,15 +198,15 @@ fn schemas() -> Value {
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok", "unavailable"]}}},
         "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"], "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}}},
         "CustomerId": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-        "Instant": instant,
+        "Instant": p.instant.clone(),
         "PageLimit": {"type": "string", "pattern": "^([1-9][0-9]?|[1-4][0-9]{2}|500)$", "description": "1 to 500 (default 50)"},
         "PageCursor": {"type": "string", "description": "next_cursor of the previous page"},
         "Period": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}},
         "PriceBook": {"type": "object", "required": ["currency", "products"], "description": "A price book (README: The price book)", "properties": {
             "currency": {"type": "string"}, "version": {"type": "string"}, "effective_from": {"type": "string", "format": "date-time"}, "description": {"type": "string"},
             "products": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["key", "name", "unit", "meter"], "properties": {
-                "key": key.clone(), "name": {"type": "string"}, "unit": {"type": "string"}, "meter": key.clone()}}},
-            "platform_addons": {"type": "array", "items": {"type": "object", "required": ["key", "name", "monthly_price"], "properties": {"key": key.clone(), "name": {"type": "string"}, "monthly_price": amount_in.clone()}}},
+                "key": p.key.clone(), "name": {"type": "string"}, "unit": {"type": "string"}, "meter": p.key.clone()}}},
+            "platform_addons": {"type": "array", "items": {"type": "object", "required": ["key", "name", "monthly_price"], "properties": {"key": p.key.clone(), "name": {"type": "string"}, "monthly_price": p.amount_in.clone()}}},
             "commitment": {"type": "object"}, "spend_limits": {"type": "object"}}},
         "PriceBookVersion": {"type": "object", "required": ["version", "in_force_at", "currency"], "properties": {
             "version": {"type": ["string", "null"]}, "in_force_at": {"type": "string", "format": "date-time"}, "currency": {"type": "string"}}},
@@ -183,11 +214,11 @@ fn schemas() -> Value {
         "PublishPriceBook": {"type": "object", "required": ["price_book"], "additionalProperties": false, "properties": {
             "price_book": {"$ref": "#/components/schemas/PriceBook"}, "in_force_at": {"type": ["string", "null"], "format": "date-time"}}},
         "QuoteRequest": {"type": "object", "required": ["usage"], "additionalProperties": false, "properties": {
-            "usage": {"type": "object", "additionalProperties": quantity},
-            "addons": {"type": "array", "items": {"oneOf": [key.clone(), {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {"key": key.clone(), "from": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"}}}]}},
-            "limits": {"type": "object", "additionalProperties": amount_in.clone()},
-            "commitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {"yearly_credit": amount_in.clone()}},
-            "credit_balance": amount_in.clone(),
+            "usage": {"type": "object", "additionalProperties": p.quantity.clone()},
+            "addons": {"type": "array", "items": {"oneOf": [p.key.clone(), {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {"key": p.key.clone(), "from": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"}}}]}},
+            "limits": {"type": "object", "additionalProperties": p.amount_in.clone()},
+            "commitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {"yearly_credit": p.amount_in.clone()}},
+            "credit_balance": p.amount_in.clone(),
             "period": {"type": "object", "required": ["start", "end"], "additionalProperties": false, "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}}}},
         "AdviceRequest": {"type": "object", "required": ["monthly_estimate"], "additionalProperties": false, "properties": {
             "monthly_estimate": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}],
@@ -200,23 +231,29 @@ fn schemas() -> Value {
         "CommitmentAdvice": {"type": "object", "required": ["monthly_estimate", "yearly_usage", "no_commitment", "best", "options"], "properties": {
             "monthly_estimate": decimal("the estimate"), "yearly_usage": decimal("12 × the estimate"),
             "no_commitment": {"$ref": "#/components/schemas/AdviceOption"}, "best": {"$ref": "#/components/schemas/AdviceOption"},
-            "options": {"type": "array", "items": {"$ref": "#/components/schemas/AdviceOption"}}}},
-        "TierSlice": tier_slice,
-        "Line": line,
-        "SpendLimit": spend_limit,
-        "Bill": bill,
-        "Customer": customer,
+            "options": {"type": "array", "items": {"$ref": "#/components/schemas/AdviceOption"}}}}
+    })
+}
+
+/// The bill and its parts, customers, usage, caps, commitments and credit, invoice runs, invoices.
+fn service_schemas(p: &Parts) -> Value {
+    json!({
+        "TierSlice": p.tier_slice.clone(),
+        "Line": p.line.clone(),
+        "SpendLimit": p.spend_limit.clone(),
+        "Bill": p.bill.clone(),
+        "Customer": p.customer.clone(),
         "CustomerPage": page_of("Customer"),
         "NewCustomer": {"type": "object", "required": ["id", "name"], "additionalProperties": false, "properties": {
             "id": {"$ref": "#/components/schemas/CustomerId"}, "name": {"type": "string", "minLength": 1, "maxLength": 256},
-            "billing_anchor": {"type": "string", "format": "date-time"}, "addons": {"type": "array", "items": key.clone()}}},
+            "billing_anchor": {"type": "string", "format": "date-time"}, "addons": {"type": "array", "items": p.key.clone()}}},
         "CustomerCreated": {"type": "object", "required": ["customer", "api_key"], "properties": {
             "customer": {"$ref": "#/components/schemas/Customer"}, "api_key": {"type": ["string", "null"], "description": "shown once; null when the creation is replayed"}}},
         "CustomerChanges": {"type": "object", "additionalProperties": false, "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 256}, "addons": {"type": "array", "items": key.clone()}}},
+            "name": {"type": "string", "minLength": 1, "maxLength": 256}, "addons": {"type": "array", "items": p.key.clone()}}},
         "ApiKey": {"type": "object", "required": ["customer_id", "api_key"], "properties": {"customer_id": {"type": "string"}, "api_key": {"type": ["string", "null"]}}},
-        "UsageEvent": event,
-        "UsageReport": report,
+        "UsageEvent": p.event.clone(),
+        "UsageReport": p.report.clone(),
         "UsageBatch": {"oneOf": [
             {"type": "object", "required": ["events"], "additionalProperties": false, "properties": {"events": {"type": "array", "maxItems": 10000, "items": {"$ref": "#/components/schemas/UsageEvent"}}}},
             {"type": "object", "required": ["reports"], "additionalProperties": false, "properties": {"reports": {"type": "array", "maxItems": 10000, "items": {"$ref": "#/components/schemas/UsageReport"}}}}]},
@@ -237,7 +274,7 @@ fn schemas() -> Value {
             "product": {"type": "string"}, "period_start": {"type": "string", "format": "date-time"}, "threshold": decimal("share of the cap"), "detected_at": {"type": "string", "format": "date-time"}}},
         "AlertPage": page_of("Alert"),
         "NewCommitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {
-            "yearly_credit": amount_in.clone(), "start": {"type": "string", "format": "date-time"}}},
+            "yearly_credit": p.amount_in.clone(), "start": {"type": "string", "format": "date-time"}}},
         "Commitment": {"type": "object", "required": ["id", "customer_id", "yearly_credit", "discount_rate", "price", "exact_price", "start", "expires_at", "releases"], "properties": {
             "id": {"type": "string"}, "customer_id": {"type": "string"}, "yearly_credit": decimal("face value"),
             "discount_rate": decimal("0.20 = 20 %"), "price": decimal("price paid, rounded"), "exact_price": decimal("credit × (1 − discount)"),
@@ -272,6 +309,6 @@ fn schemas() -> Value {
             "run_id": {"type": ["string", "null"]}, "created_at": {"type": "string", "format": "date-time"},
             "issued_at": {"type": ["string", "null"], "format": "date-time"}, "paid_at": {"type": ["string", "null"], "format": "date-time"},
             "voided_at": {"type": ["string", "null"], "format": "date-time"}}},
-        "InvoicePage": page_of("Invoice"),
+        "InvoicePage": page_of("Invoice")
     })
 }
