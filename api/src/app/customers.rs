@@ -3,22 +3,46 @@
 use chrono::{DateTime, Utc};
 
 use super::service::{Failure, Outcome, Service};
+use crate::secret::{hash_secret, hex, new_secret};
 use crate::store::{AddonSince, CustomerRow};
 use crate::time::{first_of_month, micros};
 
+/// What a creation did.
+#[derive(Debug)]
+pub enum Created {
+    /// A new customer, and its first key (shown once).
+    New {
+        /// The customer.
+        customer: CustomerRow,
+        /// Its key, in clear: nowhere else.
+        api_key: String,
+    },
+    /// The same customer, created before: no key.
+    Again(CustomerRow),
+}
+
 impl Service {
-    /// Creates a customer with its first key's hash.
+    /// Creates a customer with its first key, returned once (only its hash is stored). Creating a customer that
+    /// exists with the same name, add-ons and anchor (a retried creation) answers it again, without a key.
     ///
     /// # Errors
-    /// `Invalid` add-ons, `Conflict` when the id is taken.
+    /// `Invalid` add-ons, `Conflict` when the id is taken by another customer.
     pub async fn create_customer(
         &self,
         id: &str,
         name: &str,
         anchor: Option<DateTime<Utc>>,
         addons: &[String],
-        key_hash: &str,
-    ) -> Outcome<CustomerRow> {
+    ) -> Outcome<Created> {
+        if let Some(existing) = self.store.customer(id).await? {
+            let same = existing.name == name
+                && existing.addons.iter().filter(|a| a.until.is_none()).map(|a| &a.key).eq(addons.iter())
+                && anchor.is_none_or(|a| micros(a) == existing.billing_anchor);
+            if same {
+                return Ok(Created::Again(existing));
+            }
+            return Err(Failure::Conflict(format!("customer `{id}` already exists")));
+        }
         let now = self.now();
         let anchor = anchor.unwrap_or_else(|| first_of_month(now));
         let row = CustomerRow {
@@ -31,10 +55,11 @@ impl Service {
             open_from: micros(anchor),
             open_until: Some(micros(Self::period_of_anchor(anchor)?.end())),
         };
-        if !self.store.insert_customer(&row, key_hash).await? {
+        let key = new_secret("tk_").map_err(|e| Failure::Internal(e.to_string()))?;
+        if !self.store.insert_customer(&row, &hex(&hash_secret(&key))).await? {
             return Err(Failure::Conflict(format!("customer `{id}` already exists")));
         }
-        Ok(row)
+        Ok(Created::New { customer: row, api_key: key })
     }
 
     /// The add-on choices `keys` against the book in force, keeping the `since` of those already chosen. An add-on

@@ -20,6 +20,7 @@ mod usage;
 
 pub use access::IDEMPOTENCY_KEEP_MICROS;
 pub use credit::{available_credit, Ledger, LedgerEntry};
+pub use customers::Created;
 pub use ingest::{Batch, Entry, EntryKind, Ingested, Rejected};
 pub use period::period_request;
 pub use runs::{RunCounts, RunSettings, DEFAULT_PREFIX};

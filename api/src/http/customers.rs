@@ -11,7 +11,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{json_body, parse_instant, Body, Id, PageQuery, Q};
 use super::state::AppState;
 use super::views::{CreatedCustomer, Customer, NewApiKey, Page};
-use crate::secret::{hash_secret, hex, new_secret};
+use crate::app::Created;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,31 +64,18 @@ pub(super) async fn create_customer(
     if !issues.is_empty() {
         return Err(ApiError::invalid(issues));
     }
-    // A replayed creation (same id, same fields) answers the customer again, without its key (shown once).
-    if let Some(existing) = state.service.find_customer(&new.id).await? {
-        let same = existing.name == new.name
-            && existing.addons.iter().filter(|a| a.until.is_none()).map(|a| &a.key).eq(new.addons.iter())
-            && anchor.is_none_or(|a| crate::time::micros(a) == existing.billing_anchor);
-        if same {
-            return Ok((
-                StatusCode::OK,
-                Json(CreatedCustomer { api_key: None, customer: Customer::of(&existing)? }),
-            )
-                .into_response());
+    let created = state.service.create_customer(&new.id, &new.name, anchor, &new.addons).await?;
+    Ok(match created {
+        Created::New { customer, api_key } => {
+            let body = CreatedCustomer { api_key: Some(api_key), customer: Customer::of(&customer)? };
+            (StatusCode::CREATED, Json(body)).into_response()
         }
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("customer `{}` already exists", new.id),
-        ));
-    }
-    let key = new_secret("tk_").map_err(|e| ApiError::internal(&e))?;
-    let row = state
-        .service
-        .create_customer(&new.id, &new.name, anchor, &new.addons, &hex(&hash_secret(&key)))
-        .await?;
-    Ok((StatusCode::CREATED, Json(CreatedCustomer { api_key: Some(key), customer: Customer::of(&row)? }))
-        .into_response())
+        // A retried creation answers the customer again, without its key (shown once).
+        Created::Again(customer) => {
+            (StatusCode::OK, Json(CreatedCustomer { api_key: None, customer: Customer::of(&customer)? }))
+                .into_response()
+        }
+    })
 }
 
 pub(super) async fn list_customers(
