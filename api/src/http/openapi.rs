@@ -41,6 +41,12 @@ pub fn document() -> Value {
             op.ok.0.to_string(),
             json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", op.ok.1)}}}}),
         );
+        for (status, schema, when) in op.also {
+            responses.insert(
+                status.to_string(),
+                json!({"description": when, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
+            );
+        }
         for (status, description) in error_responses(op) {
             responses.insert(
                 status.to_string(),

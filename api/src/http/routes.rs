@@ -30,6 +30,8 @@ pub struct Operation {
     pub body: Option<&'static str>,
     /// The success status and its body's schema.
     pub ok: (u16, &'static str),
+    /// Other successes: status, body schema, when.
+    pub also: &'static [(u16, &'static str, &'static str)],
     /// Query parameters: name, schema.
     pub query: &'static [(&'static str, &'static str)],
 }
@@ -46,6 +48,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Public,
         body: None,
         ok: (200, "Html"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -55,6 +58,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Public,
         body: None,
         ok: (200, "Health"),
+        also: &[(503, "Health", "the database does not answer: {\"status\": \"unavailable\"}")],
         query: &[],
     },
     Operation {
@@ -64,6 +68,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Public,
         body: None,
         ok: (200, "OpenApiDocument"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -73,6 +78,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Public,
         body: None,
         ok: (200, "PriceBook"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -82,6 +88,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Public,
         body: None,
         ok: (200, "PriceBookVersionPage"),
+        also: &[],
         query: PAGE,
     },
     Operation {
@@ -91,6 +98,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: Some("PublishPriceBook"),
         ok: (201, "PriceBookVersion"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -100,6 +108,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Public,
         body: Some("QuoteRequest"),
         ok: (200, "Bill"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -109,6 +118,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Public,
         body: Some("AdviceRequest"),
         ok: (200, "CommitmentAdvice"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -118,6 +128,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: None,
         ok: (200, "CustomerPage"),
+        also: &[],
         query: PAGE,
     },
     Operation {
@@ -127,6 +138,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: Some("NewCustomer"),
         ok: (201, "CustomerCreated"),
+        also: &[(200, "CustomerCreated", "the same customer was created before: answered again, its key null")],
         query: &[],
     },
     Operation {
@@ -136,6 +148,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrOwn,
         body: None,
         ok: (200, "Customer"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -145,6 +158,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: Some("CustomerChanges"),
         ok: (200, "Customer"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -154,6 +168,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: None,
         ok: (201, "ApiKey"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -163,6 +178,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrOwn,
         body: None,
         ok: (200, "UsageView"),
+        also: &[],
         query: &[("at", "Instant")],
     },
     Operation {
@@ -172,6 +188,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrOwn,
         body: None,
         ok: (200, "Limits"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -181,6 +198,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrOwn,
         body: Some("LimitChanges"),
         ok: (200, "Limits"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -190,6 +208,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrOwn,
         body: None,
         ok: (200, "AlertPage"),
+        also: &[],
         query: PAGE,
     },
     Operation {
@@ -199,6 +218,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrKey,
         body: Some("UsageBatch"),
         ok: (200, "UsageAccepted"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -208,6 +228,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrOwn,
         body: Some("NewCommitment"),
         ok: (201, "Commitment"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -217,6 +238,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrOwn,
         body: None,
         ok: (200, "CreditLedger"),
+        also: &[],
         query: &[("at", "Instant")],
     },
     Operation {
@@ -226,6 +248,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: Some("NewInvoiceRun"),
         ok: (202, "InvoiceRun"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -235,6 +258,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: None,
         ok: (200, "InvoiceRun"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -244,6 +268,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrKey,
         body: None,
         ok: (200, "InvoicePage"),
+        also: &[],
         query: &[
             ("limit", "PageLimit"),
             ("cursor", "PageCursor"),
@@ -259,6 +284,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::AdminOrKey,
         body: None,
         ok: (200, "Invoice"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -268,6 +294,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: None,
         ok: (200, "Invoice"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -277,6 +304,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: None,
         ok: (200, "Invoice"),
+        also: &[],
         query: &[],
     },
     Operation {
@@ -286,6 +314,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         body: None,
         ok: (200, "Invoice"),
+        also: &[],
         query: &[],
     },
 ];
