@@ -3,11 +3,8 @@
 
 use super::service::{Outcome, Service};
 use crate::secret::{hash_secret, hex, new_secret};
-use crate::store::Idempotent;
+use crate::store::{Idempotent, IDEMPOTENCY_KEEP_MICROS};
 use crate::time::micros;
-
-/// How long an idempotency record is kept, in microseconds: a day.
-pub const IDEMPOTENCY_KEEP_MICROS: i64 = 24 * 60 * 60 * 1_000_000;
 
 impl Service {
     /// The customer a key's hash (hex) belongs to.

@@ -143,22 +143,12 @@ impl Service {
         self.store.update_customer(&row).await?;
         Ok(row)
     }
-}
 
-impl Service {
     /// A page of customers after `cursor` (an id), at most `limit`.
     ///
     /// # Errors
     /// Storage errors.
     pub async fn customers(&self, cursor: Option<&str>, limit: i64) -> Outcome<Vec<CustomerRow>> {
         Ok(self.store.customers(cursor, limit).await?)
-    }
-
-    /// The customer `id`, if there is one.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn find_customer(&self, id: &str) -> Outcome<Option<CustomerRow>> {
-        Ok(self.store.customer(id).await?)
     }
 }

@@ -61,11 +61,11 @@ struct Checked {
 
 /// Events and reports of one batch, after validation.
 #[derive(Debug, Default)]
-pub struct Batch {
+struct Batch {
     /// Valid events, with their index in the request.
-    pub events: Vec<(usize, NewEvent)>,
+    events: Vec<(usize, NewEvent)>,
     /// Valid reports, with their index in the request.
-    pub reports: Vec<(usize, NewReport)>,
+    reports: Vec<(usize, NewReport)>,
 }
 
 /// A checked entry: an event or a report.
@@ -220,7 +220,7 @@ impl Service {
     ///
     /// # Errors
     /// Storage errors (then nothing of the batch is stored).
-    pub async fn ingest(&self, batch: &Batch) -> Outcome<Ingested> {
+    async fn ingest(&self, batch: &Batch) -> Outcome<Ingested> {
         let now = self.now();
         // The caps' state before, for the alerts this batch crosses.
         let touched: BTreeMap<&str, Vec<i64>> = batch

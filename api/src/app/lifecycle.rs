@@ -22,9 +22,7 @@ impl Service {
             ))),
         }
     }
-}
 
-impl Service {
     /// An invoice, as the caller may see it: a customer's key sees its own customer's invoices only (another's is
     /// not there for it: `NotFound`).
     ///

@@ -81,9 +81,7 @@ impl Service {
         self.store.set_limits(&customer.id, &rows, micros(now)).await?;
         Ok(())
     }
-}
 
-impl Service {
     /// A customer's caps.
     ///
     /// # Errors

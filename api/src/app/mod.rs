@@ -18,10 +18,9 @@ mod runs;
 mod service;
 mod usage;
 
-pub use access::IDEMPOTENCY_KEEP_MICROS;
 pub use credit::{available_credit, Ledger, LedgerEntry};
 pub use customers::Created;
-pub use ingest::{Batch, Entry, EntryKind, Ingested, Rejected};
+pub use ingest::{Entry, EntryKind, Ingested, Rejected};
 pub use period::period_request;
 pub use runs::{RunCounts, RunSettings, DEFAULT_PREFIX};
 pub use service::{from_micros, instant, invalid, quantity_micros, Failure, Outcome, Service, Version};

@@ -250,9 +250,7 @@ impl Service {
             }
         }
     }
-}
 
-impl Service {
     /// An invoice run.
     ///
     /// # Errors

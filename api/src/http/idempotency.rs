@@ -5,7 +5,8 @@
 //! It is a route layer inside [`super::auth::guard`]: a request the guard refuses (401, 403) never reaches it, so
 //! no credential-less request writes a row. A request the handler refuses (400, 404, 405, 413, 415, 422) or fails
 //! (5xx) releases its claim: only a request that ran keeps its record, and a refused one is evaluated afresh when
-//! retried. Records older than [`KEEP`] are expired when claimed again and purged by [`purge_expired`].
+//! retried. Records older than a day ([`crate::store::IDEMPOTENCY_KEEP_MICROS`]) are expired when claimed again
+//! and purged by [`purge_expired`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +22,6 @@ use super::state::AppState;
 use crate::app::Service;
 use crate::secret::{hash_secret, hex, sha256_hex};
 use crate::store::Idempotent;
-
-/// How long a key's record is kept: a retry within it replays, one after it runs afresh.
-pub const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The middleware: claim the key, run the request, store its answer (or release the claim).
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -107,7 +105,7 @@ fn replay(status: i64, body: String) -> Response {
     response
 }
 
-/// Purges the records older than [`KEEP`] every `every`, until the process ends: the table holds at most a day of
+/// Purges the records older than a day every `every`, until the process ends: the table holds at most a day of
 /// keys. Safe with several instances on one database: each purge is one `DELETE … WHERE created_at < …`, and two
 /// purges at once delete each row once.
 pub fn purge_expired(service: Arc<Service>, every: Duration) -> tokio::task::JoinHandle<()> {

@@ -18,8 +18,13 @@ use crate::app::{instant, LedgerEntry, RunCounts, Service, Version};
 use crate::store::{AlertRow, CommitmentRow, CustomerRow, InvoiceRow, LimitRow, RunRow};
 
 /// An instant as the API writes it: RFC 3339, UTC, `Z`, seconds' fraction only when there is one.
+fn written(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// A stored instant (microseconds) as the API writes it.
 pub(super) fn rfc3339(micros: i64) -> ApiResult<String> {
-    Ok(instant(micros).map_err(ApiError::from)?.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    Ok(written(instant(micros).map_err(ApiError::from)?))
 }
 
 fn rfc3339_opt(micros: Option<i64>) -> ApiResult<Option<String>> {
@@ -52,7 +57,7 @@ impl PriceBookVersion {
     pub(super) fn of(v: &Version) -> PriceBookVersion {
         PriceBookVersion {
             currency: v.book.currency().code(),
-            in_force_at: v.in_force_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            in_force_at: written(v.in_force_at),
             version: v.book.version().map(str::to_owned),
         }
     }
@@ -147,8 +152,7 @@ pub(super) struct UsageView<'a> {
 
 impl<'a> UsageView<'a> {
     pub(super) fn of(customer_id: &'a str, view: &'a crate::app::UsageView) -> Self {
-        let show =
-            |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+        let show = |t: Option<DateTime<Utc>>| t.map(written);
         let caps = view
             .bill
             .spend_limits

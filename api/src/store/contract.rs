@@ -164,6 +164,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn pending(&self, as_of: i64, run_id: &str) -> StoreResult<i64>;
 }
 
+/// How long an idempotency record is kept, in microseconds: a day. A claim forgets an older record of its key, and
+/// the purge deletes older records.
+pub const IDEMPOTENCY_KEEP_MICROS: i64 = 24 * 60 * 60 * 1_000_000;
+
 /// What a claim on an idempotency key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Idempotent {

@@ -26,7 +26,7 @@ mod sql;
 mod types;
 
 pub use backend::{Backend, Postgres, Sqlite};
-pub use contract::{Idempotent, Store};
+pub use contract::{Idempotent, Store, IDEMPOTENCY_KEEP_MICROS};
 pub use error::{StoreError, StoreResult};
 pub use open::{open, sqlite_pool};
 pub use sql::{PgStore, SqlStore, SqliteStore};

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sqlx::Row;
 
 use crate::store::backend::Backend;
-use crate::store::contract::Idempotent;
+use crate::store::contract::{Idempotent, IDEMPOTENCY_KEEP_MICROS};
 use crate::store::error::{corrupt, StoreResult};
 use crate::store::sql::{SqlStore, EVENTS_PER_STATEMENT, IN_LIST};
 use crate::store::types::{EventOutcome, NewEvent, NewReport};
@@ -198,11 +198,11 @@ where
         request_hash: &str,
         now: i64,
     ) -> StoreResult<Idempotent> {
-        // Keys older than 24 hours are forgotten first, so the same key can be used again after a day.
+        // Keys older than a day are forgotten first, so the same key can be used again after a day.
         sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3")
             .bind(scope)
             .bind(key)
-            .bind(now - 86_400_000_000)
+            .bind(now - IDEMPOTENCY_KEEP_MICROS)
             .execute(&self.pool)
             .await?;
         let claimed = sqlx::query(
