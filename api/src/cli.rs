@@ -61,6 +61,16 @@ enum Command {
         /// target/site next to the binary, then ./target/site).
         #[arg(long, env = "TALLY_ASSETS", value_name = "DIR")]
         assets: Option<PathBuf>,
+        /// The site's public address (https://billing.example.com): billing-portal links start with it, and their
+        /// session cookies are Secure when it is https (default: the address each request was made to, over http).
+        #[arg(long, env = "TALLY_PUBLIC_URL", value_name = "URL")]
+        public_url: Option<String>,
+        /// The seller's name, printed on invoices.
+        #[arg(long, env = "TALLY_SELLER_NAME", default_value = "tally")]
+        seller_name: String,
+        /// The seller's postal address, printed on invoices (lines separated by `|`).
+        #[arg(long, env = "TALLY_SELLER_ADDRESS", default_value = "")]
+        seller_address: String,
     },
     /// Invoices.
     Invoice {
@@ -191,7 +201,17 @@ fn run(
             };
             invoice_run(&database, as_of, issue, &settings, stdout, stderr)
         }
-        Command::Serve { listen, database, price_book, max_body, invoice_prefix, assets } => {
+        Command::Serve {
+            listen,
+            database,
+            price_book,
+            max_body,
+            invoice_prefix,
+            assets,
+            public_url,
+            seller_name,
+            seller_address,
+        } => {
             let price_book = match price_book {
                 Some(p) => Some(load_price_book(Some(&p))?),
                 None => None,
@@ -205,6 +225,8 @@ fn run(
                 admin_token,
                 invoice_prefix,
                 assets,
+                public_url: public_url.filter(|u| !u.is_empty()),
+                seller: crate::http::Seller { name: seller_name, address: seller_address.replace('|', "\n") },
             };
             serve(settings, stderr)
         }

@@ -32,6 +32,11 @@ pub struct Settings {
     pub invoice_prefix: String,
     /// The pricing page's site folder (`--assets`; default: found next to the binary, see [`crate::http::Assets`]).
     pub assets: Option<std::path::PathBuf>,
+    /// The public address of the site (`--public-url`): billing-portal links start with it, and session cookies
+    /// are `Secure` when it is https.
+    pub public_url: Option<String>,
+    /// The seller printed on invoices.
+    pub seller: crate::http::Seller,
 }
 
 impl Default for Settings {
@@ -44,6 +49,8 @@ impl Default for Settings {
             admin_token: None,
             invoice_prefix: crate::app::DEFAULT_PREFIX.into(),
             assets: None,
+            public_url: None,
+            seller: crate::http::Seller { name: "tally".into(), address: String::new() },
         }
     }
 }
@@ -159,6 +166,8 @@ pub async fn state(
             max_body: settings.max_body,
             run_settings,
             assets: Arc::new(crate::http::Assets::locate(settings.assets.as_deref())),
+            public_url: settings.public_url.clone(),
+            seller: settings.seller.clone(),
         },
         generated,
     ))

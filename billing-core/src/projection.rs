@@ -9,6 +9,9 @@ use crate::exact;
 use crate::money::{round_to, Rounding};
 use crate::period::BillingPeriod;
 use crate::quantity::Quantity;
+use crate::bill::{compute, LimitSummary};
+use crate::catalog::PriceBook;
+use crate::request::QuoteRequest;
 use crate::spend_limit::Admission;
 
 /// Usage seen in the first hours of a period is too little to extrapolate from; PostHog leaves it as is for the
@@ -79,6 +82,78 @@ pub fn limit_forecast(admission: &Admission, period: BillingPeriod, now: DateTim
     } else {
         LimitForecast::At(at)
     }
+}
+
+/// What a product's spend cap does over a period at the pace seen so far: whether it already binds, when the
+/// month-end projection makes it bind, and the product's usage at the period's end (offered, billable, dropped per
+/// meter). The usage view of the API and the customer's billing page both ask this one function, so the page's
+/// prediction for a cap being typed is the API's answer once it is saved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapOutlook {
+    /// The cap already binds on the usage so far.
+    pub reached: bool,
+    /// The first whole second at which usage growing at the pace so far makes the cap bind; `None` when it binds
+    /// already, or not before the period ends.
+    pub projected_at: Option<DateTime<Utc>>,
+    /// The product's cap at the period's end, at this pace (`None` when the request does not cap the product).
+    pub at_period_end: Option<LimitSummary>,
+}
+
+/// `request` with its usage grown at the pace seen between the period's start and `now` until `until`: what the
+/// usage will be at `until` (as [`project_month_end`] projects to the period's end).
+///
+/// # Errors
+/// [`Error::Overflow`] when a projection exceeds [`Quantity::MAX`].
+pub fn project_request(
+    request: &QuoteRequest,
+    period: BillingPeriod,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<QuoteRequest> {
+    let mut r = request.clone();
+    if now > period.start() && until > now {
+        let window = BillingPeriod::new(period.start(), until)
+            .map_err(|_| Error::Overflow { context: "projection window" })?;
+        for q in r.usage.values_mut() {
+            *q = project_month_end(*q, window, now)?;
+        }
+    }
+    Ok(r)
+}
+
+/// The [`CapOutlook`] of `product` for the usage so far in `request` (its `limits` hold the cap in question).
+///
+/// # Errors
+/// As [`compute`]: the request cannot be priced with `book`.
+pub fn cap_outlook(
+    book: &PriceBook,
+    request: &QuoteRequest,
+    period: BillingPeriod,
+    now: DateTime<Utc>,
+    product: &str,
+) -> Result<CapOutlook> {
+    let binds = |bill: &crate::Bill<'_>| bill.spend_limits.iter().any(|l| l.product == product && l.reached);
+    let reached = binds(&compute(book, request)?);
+    let end = compute(book, &project_request(request, period, now, period.end())?)?;
+    let at_period_end = end.spend_limits.iter().find(|l| l.product == product).cloned();
+    let projected_at = if reached || !binds(&end) || now >= period.end() {
+        None
+    } else {
+        // A bisection over the rest of the period in whole seconds since its start, each step one quote: the
+        // answer is the first second at which the usage projected to it makes the cap bind.
+        let at = |s: i64| period.start() + Duration::seconds(s);
+        let (mut lo, mut hi) = ((now.max(period.start()) - period.start()).num_seconds(), period.seconds());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if binds(&compute(book, &project_request(request, period, now, at(mid))?)?) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Some(at(hi))
+    };
+    Ok(CapOutlook { reached, projected_at, at_period_end })
 }
 
 #[cfg(test)]

@@ -24,6 +24,21 @@ pub(crate) fn hydrate() {
             return;
         }
     };
+    // The billing page carries its data beside the book; the pricing page reads its state from the URL.
+    if let Some(text) = document().get_element_by_id(crate::billing::DATA_ELEMENT_ID).and_then(|e| e.text_content()) {
+        let data = match serde_json::from_str::<crate::billing::BillingData>(&text) {
+            Ok(data) => Arc::new(data),
+            Err(e) => {
+                leptos::logging::error!("tally: the billing page's data does not parse: {e}");
+                return;
+            }
+        };
+        leptos::mount::hydrate_body(move || {
+            mark_hydrated();
+            view! { <crate::billing::BillingApp book data/> }
+        });
+        return;
+    }
     let query = window().location().search().unwrap_or_default();
     let initial = PageState::from_query(&book, &query);
     leptos::mount::hydrate_body(move || view! { <App book initial/> });
@@ -62,6 +77,11 @@ pub(crate) fn effects(state: RwSignal<PageState>) {
             set_timeout(write_url, URL_SETTLE);
         }
     });
+    mark_hydrated();
+}
+
+/// `<body data-hydrated="true">`: the page is live (an effect, so it runs once hydration has finished).
+fn mark_hydrated() {
     Effect::new(move |_| {
         if let Some(body) = document().body() {
             let _ = body.set_attribute("data-hydrated", "true");

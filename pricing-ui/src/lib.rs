@@ -2,12 +2,14 @@
 //! `/`) and hydrated in the browser (feature `hydrate`, compiled to wasm by `scripts/build-ui`). Both sides run
 //! billing-core, so the estimate on the page is exactly what `POST /v1/quotes` — and the invoice — says.
 //!
+//! * [`billing`]: the customer's billing page (`/billing`), the same client hydrating it.
 //! * [`state`]: the page's state as the quote request's own words (the URL query) and its evaluation.
 //! * [`app`]: the components.
 //! * [`scale`], [`explain`], [`mod@format`]: slider scales, cost curves and caps, how numbers read.
 //! * [`shell`] (ssr): the HTML document around the app, with the price book for the client to hydrate from.
 
 pub mod app;
+pub mod billing;
 pub mod explain;
 pub mod format;
 pub mod scale;

@@ -57,3 +57,44 @@ pub fn shell(input: PageInput) -> impl IntoView {
         </html>
     }
 }
+
+/// Everything one render of the billing page needs.
+#[derive(Debug, Clone)]
+pub struct BillingInput {
+    /// The price book of the period shown.
+    pub book: Arc<PriceBook>,
+    /// Its canonical JSON, escaped for a `<script>` element.
+    pub book_json: Arc<str>,
+    /// The page's data.
+    pub data: Arc<crate::billing::BillingData>,
+    /// Leptos' options, when the wasm bundle is present.
+    pub options: Option<LeptosOptions>,
+}
+
+/// The billing page's document: the same head, style and client as the pricing page, with the page's data beside
+/// the price book.
+pub fn billing_shell(input: BillingInput) -> impl IntoView {
+    let scripts = input.options.map(|options| view! { <HydrationScripts options/> });
+    let data_json = script_json(&serde_json::to_string(&*input.data).unwrap_or_default());
+    let (book, data) = (input.book, input.data);
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <meta name="robots" content="noindex"/>
+                <title>"Billing · tally"</title>
+                <link rel="icon" href=FAVICON/>
+                <style inner_html=crate::STYLE></style>
+                <script type="application/json" id=crate::BOOK_ELEMENT_ID inner_html=input.book_json.to_string()></script>
+                <script type="application/json" id=crate::billing::DATA_ELEMENT_ID inner_html=data_json></script>
+                {scripts}
+            </head>
+            <body class="billing">
+                <crate::billing::BillingApp book data/>
+            </body>
+        </html>
+    }
+}

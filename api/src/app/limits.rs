@@ -4,11 +4,11 @@ use billing_core::Rounding;
 use rust_decimal::Decimal;
 
 use super::service::{invalid, Failure, Outcome, Service};
-use crate::store::{AlertRow, CustomerRow, LimitRow};
+use crate::store::{AlertRow, CredentialKind, CustomerRow, LimitRow};
 use crate::time::micros;
 
 impl Service {
-    /// Sets and removes caps, after the problems the caller already found (`issues`), reporting them all together.
+    /// Sets and removes caps (each change recorded with the kind of credential `by` which it was made), after the problems the caller already found (`issues`), reporting them all together.
     /// A cap lowered below what the current period already bills is pinned at that amount
     /// (rounded up to whole units) for this period, and applies in full from the next.
     ///
@@ -19,6 +19,7 @@ impl Service {
         customer: &CustomerRow,
         changes: Vec<(String, Option<Decimal>)>,
         mut issues: Vec<billing_core::Issue>,
+        by: CredentialKind,
     ) -> Outcome<()> {
         let now = self.now();
         let book = self.book_at(now);
@@ -78,7 +79,7 @@ impl Service {
             });
             rows.push((product, row));
         }
-        self.store.set_limits(&customer.id, &rows, micros(now)).await?;
+        self.store.set_limits(&customer.id, &rows, micros(now), by).await?;
         Ok(())
     }
 

@@ -4,24 +4,30 @@
 //! event may be, who may see what) and never computes a price itself: every amount comes from
 //! [`billing_core::compute`]. One [`Service`], its use-cases in one file each, in dependency order: `credit`
 //! (commitments and the ledger) → `period` (the request of a period) → `usage` (the usage view) → `ingest`,
-//! `limits`; `customers`, `quotes`, `runs` (invoice runs), `lifecycle` (draft → issued → paid | void).
+//! `limits`, `portal` (the customer's billing page); `customers`, `quotes`, `runs` (invoice runs), `lifecycle` (draft → issued → paid | void).
 
 mod access;
+mod billing;
 mod credit;
 mod customers;
 mod ingest;
 mod lifecycle;
 mod limits;
 mod period;
+mod portal;
 mod quotes;
 mod runs;
 mod service;
 mod usage;
 
+pub use billing::{credit_balance, BillingOverview};
 pub use credit::{available_credit, Ledger, LedgerEntry};
 pub use customers::Created;
 pub use ingest::{Entry, EntryKind, Ingested, Rejected};
 pub use period::period_request;
+pub use portal::{
+    csrf_matches, csrf_token, NewPortalSession, OpenedSession, ABSOLUTE_MICROS, IDLE_MICROS, LINK_TTL_MICROS,
+};
 pub use runs::{RunCounts, RunSettings, DEFAULT_PREFIX};
 pub use service::{from_micros, instant, invalid, quantity_micros, Failure, Outcome, Service, Version};
 pub use usage::{CapTimes, UsageView};

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use billing_core::{compute, project_month_end, Bill, BillingPeriod, PriceBook, Quantity, QuoteRequest};
+use billing_core::{compute, Bill, BillingPeriod, PriceBook, Quantity, QuoteRequest};
 use chrono::{DateTime, Utc};
 
-use super::service::{from_micros, instant, invalid, quantity_micros, Failure, Outcome, Service};
+use super::service::{from_micros, instant, quantity_micros, Failure, Outcome, Service};
 use crate::store::{CustomerRow, LimitRow, StoreError};
 use crate::time::micros;
 
@@ -21,6 +21,8 @@ pub struct UsageView {
     pub period: BillingPeriod,
     /// Usage per meter.
     pub usage: BTreeMap<String, Quantity>,
+    /// The period's quote request so far (usage, add-ons, caps, commitment): what `bill` prices.
+    pub request: QuoteRequest,
     /// The bill of that usage.
     pub bill: Bill<'static>,
     /// Usage projected to the period's end.
@@ -70,17 +72,7 @@ impl Service {
             None => self.bill_for(customer, &limits, period).await?,
         };
         let now = self.now();
-        let project = |until: DateTime<Utc>| -> Outcome<QuoteRequest> {
-            let mut r = request.clone();
-            if now > period.start() && until > now {
-                let window = BillingPeriod::new(period.start(), until).map_err(|m| invalid("at", m))?;
-                for q in r.usage.values_mut() {
-                    *q = project_month_end(*q, window, now)?;
-                }
-            }
-            Ok(r)
-        };
-        let projected_request = project(period.end())?;
+        let projected_request = billing_core::project_request(&request, period, now, period.end())?;
         let projected_bill = compute(&book, &projected_request)?.into_owned();
         let mut caps = Vec::new();
         for limit in &bill.spend_limits {
@@ -89,36 +81,13 @@ impl Service {
             } else {
                 None
             };
-            let projected_reaches =
-                projected_bill.spend_limits.iter().any(|l| l.product == limit.product && l.reached);
-            let projected_at = if limit.reached || !projected_reaches || now >= period.end() {
-                None
-            } else {
-                // The first second at which the projected usage makes the cap bind: a bisection over the rest of
-                // the period, each step one quote.
-                let binds = |t: DateTime<Utc>| -> Outcome<bool> {
-                    let b = compute(&book, &project(t)?)?;
-                    Ok(b.spend_limits.iter().any(|l| l.product == limit.product && l.reached))
-                };
-                // Whole seconds since the period's start: the answer is the first second at which it binds.
-                let at = |s: i64| period.start() + chrono::Duration::seconds(s);
-                let (mut lo, mut hi) =
-                    ((now.max(period.start()) - period.start()).num_seconds(), period.seconds());
-                while hi - lo > 1 {
-                    let mid = lo + (hi - lo) / 2;
-                    if binds(at(mid))? {
-                        hi = mid;
-                    } else {
-                        lo = mid;
-                    }
-                }
-                Some(at(hi))
-            };
-            caps.push((limit.product.clone(), reached_at, projected_at));
+            let outlook = billing_core::cap_outlook(&book, &request, period, now, &limit.product)?;
+            caps.push((limit.product.clone(), reached_at, outlook.projected_at));
         }
         Ok(UsageView {
             period,
             usage: request.usage.clone(),
+            request,
             bill,
             projected_usage: projected_request.usage,
             projected_bill,

@@ -21,6 +21,7 @@ use super::error::{ApiError, ApiResult};
 use super::routes::Access;
 use super::state::AppState;
 use crate::secret::{hash_secret, hex};
+use crate::store::CredentialKind;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,16 @@ pub enum Caller {
     Admin,
     /// A customer's key.
     Customer(String),
+}
+
+impl Caller {
+    /// The kind of credential, as a change records it.
+    pub fn kind(&self) -> CredentialKind {
+        match self {
+            Caller::Admin => CredentialKind::Admin,
+            Caller::Customer(_) => CredentialKind::ApiKey,
+        }
+    }
 }
 
 /// The bearer token of a request, when it has one of a plausible size.
@@ -59,7 +70,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller
 fn allows(access: Access, caller: &Caller, id: Option<&str>) -> bool {
     match (access, caller) {
         (_, Caller::Admin) | (Access::Public | Access::AdminOrKey, Caller::Customer(_)) => true,
-        (Access::Admin, Caller::Customer(_)) => false,
+        (Access::Admin, Caller::Customer(_)) | (Access::Portal, Caller::Customer(_)) => false,
         (Access::AdminOrOwn, Caller::Customer(own)) => id == Some(own.as_str()),
     }
 }
@@ -88,6 +99,15 @@ pub async fn guard(
     };
     if access == Access::Public {
         return next.run(request).await;
+    }
+    if access == Access::Portal {
+        // The billing page: a session cookie, never a bearer token.
+        let (mut parts, body) = request.into_parts();
+        match portal(&state, &parts.headers).await {
+            Ok(session) => parts.extensions.insert(session),
+            Err(refused) => return refused,
+        };
+        return next.run(Request::from_parts(parts, body)).await;
     }
     let (mut parts, body) = request.into_parts();
     // The id a path names, read first (as the handlers' `Id` always was): a path whose id cannot be read names
@@ -178,5 +198,137 @@ impl axum::extract::FromRequestParts<AppState> for CustomerScope {
             return Err(ApiError::forbidden());
         }
         Ok(CustomerScope { id, caller })
+    }
+}
+
+/// The cookie holding a billing-portal session's secret (HttpOnly, SameSite=Lax, Path=/billing).
+pub const PORTAL_COOKIE: &str = "tally_portal";
+
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A live billing-portal session: the customer's billing page, for that one customer. A handler of the page takes
+/// it as an argument; without a live session the page answers 401 with a page saying the session has ended.
+#[derive(Debug, Clone)]
+pub struct Portal {
+    /// The one customer the session may see and change.
+    pub customer_id: String,
+    /// The session's id.
+    pub session_id: String,
+    secret: String,
+}
+
+impl Portal {
+    /// The session's CSRF token, for the page's forms.
+    pub fn csrf(&self) -> String {
+        crate::app::csrf_token(&self.secret)
+    }
+
+    /// Whether a form's token is the session's.
+    pub fn csrf_matches(&self, given: &str) -> bool {
+        crate::app::csrf_matches(&self.secret, given)
+    }
+}
+
+/// The session of a request's cookie, or the answer refusing it.
+async fn portal(state: &AppState, headers: &HeaderMap) -> Result<Portal, Response> {
+    let ended = || super::render::session_ended().into_response();
+    let Some(secret) = cookie(headers, PORTAL_COOKIE) else { return Err(ended()) };
+    match state.service.portal_session(secret).await {
+        Ok(Some(session)) => Ok(Portal {
+            customer_id: session.customer_id,
+            session_id: session.id,
+            secret: secret.to_owned(),
+        }),
+        Ok(None) => Err(ended()),
+        Err(e) => Err(ApiError::from(e).into_response()),
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for Portal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(session) = parts.extensions.get::<Portal>() {
+            return Ok(session.clone());
+        }
+        let session = portal(state, &parts.headers).await?;
+        parts.extensions.insert(session.clone());
+        Ok(session)
+    }
+}
+
+/// A form posted by the billing page: its session ([`Portal`]), its fields, and proof that the page sent it. A
+/// cross-site post is refused three ways: the cookie is `SameSite=Lax` (a browser does not send it with another
+/// site's POST), the `Origin` (and `Sec-Fetch-Site`) must be this site's, and the form must carry the session's
+/// CSRF token (`csrf`), which only a page rendered for the session holds. Refused: 403, nothing written.
+#[derive(Debug)]
+pub struct PortalForm {
+    /// The session that posted it.
+    pub portal: Portal,
+    /// The form's fields other than `csrf`, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Whether a request's `Origin` and `Sec-Fetch-Site`, when given, say it comes from this site (`Host`).
+fn same_site(headers: &HeaderMap) -> bool {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site") {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, h)| h);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+impl axum::extract::FromRequest<AppState> for PortalForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let portal = <Portal as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state)
+            .await?;
+        let refused = || {
+            ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "this form did not come from your billing page")
+                .into_response()
+        };
+        if !same_site(&parts.headers) {
+            return Err(refused());
+        }
+        let form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !form {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected application/x-www-form-urlencoded",
+            )
+            .into_response());
+        }
+        let bytes = axum::body::to_bytes(body, state.max_body).await.map_err(|_| {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the form is too large").into_response()
+        })?;
+        let mut fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_form", "the form cannot be read").into_response()
+        })?;
+        let csrf: Vec<String> =
+            fields.iter().filter(|(k, _)| k == "csrf").map(|(_, v)| v.clone()).collect();
+        if csrf.len() != 1 || !portal.csrf_matches(&csrf[0]) {
+            return Err(refused());
+        }
+        fields.retain(|(k, _)| k != "csrf");
+        Ok(PortalForm { portal, fields })
     }
 }

@@ -25,7 +25,8 @@ use crate::store::Idempotent;
 
 /// The middleware: claim the key, run the request, store its answer (or release the claim).
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST {
+    // Billing-page forms are not API calls: a browser sends no key, and each form carries its session's token.
+    if request.method() != Method::POST || request.extensions().get::<super::auth::Portal>().is_some() {
         return next.run(request).await;
     }
     let Some(key) = request.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned)

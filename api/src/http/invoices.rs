@@ -118,7 +118,8 @@ pub(super) async fn get_invoice(
             .into_response());
     }
     if accept.contains("text/html") {
-        let html = super::render::invoice_html(&invoice, &bill);
+        let customer = state.service.customer(&invoice.customer_id).await?;
+        let html = super::render::invoice_html(&invoice, &bill, &customer.name, &state.seller);
         return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html)
             .into_response());
     }

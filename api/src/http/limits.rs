@@ -25,7 +25,7 @@ pub(super) async fn get_limits(
 pub(super) async fn put_limits(
     State(state): State<AppState>,
     headers: HeaderMap,
-    CustomerScope { id, .. }: CustomerScope,
+    CustomerScope { id, caller }: CustomerScope,
     Body(body): Body,
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
     let value = json_value(&headers, &body)?;
@@ -55,7 +55,7 @@ pub(super) async fn put_limits(
             )),
         }
     }
-    state.service.set_limits(&customer, changes, issues).await?;
+    state.service.set_limits(&customer, changes, issues, caller.kind()).await?;
     Ok(Json(limits(state.service.limits(&id).await?)))
 }
 

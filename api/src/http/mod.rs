@@ -19,6 +19,7 @@ use serde_json::Value;
 
 mod assets;
 pub mod auth;
+mod billing;
 mod credits;
 mod customers;
 pub mod error;
@@ -26,6 +27,7 @@ mod extract;
 pub mod idempotency;
 mod invoices;
 mod limits;
+mod portal;
 pub mod openapi;
 pub mod page;
 mod price_books;
@@ -38,7 +40,7 @@ mod views;
 
 pub use assets::Assets;
 pub use error::{ApiError, ApiResult, Detail};
-pub use state::AppState;
+pub use state::{AppState, Seller};
 pub use usage::MAX_BATCH;
 
 /// The router, with its middleware: request logs, the body limit, access, idempotency keys.
@@ -70,6 +72,13 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/invoices/{id}/issue", post(invoices::issue_invoice))
         .route("/v1/invoices/{id}/pay", post(invoices::pay_invoice))
         .route("/v1/invoices/{id}/void", post(invoices::void_invoice))
+        .route("/v1/customers/{id}/portal-sessions", post(portal::create_portal_session))
+        .route("/v1/portal-sessions/{id}/revoke", post(portal::revoke_portal_session))
+        .route("/v1/customers/{id}/limits/history", get(portal::limit_history))
+        .route("/billing/sessions/{id}", get(billing::open_link))
+        .route("/billing", get(billing::billing_page).layer(tower_http::compression::CompressionLayer::new()))
+        .route("/billing/limits", post(billing::save_cap))
+        .route("/billing/invoices/{id}", get(billing::invoice))
         // Inside out: who may call (the table), then the Idempotency-Key, then the handler.
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));

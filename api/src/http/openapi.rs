@@ -14,7 +14,7 @@ pub use super::routes::{Access, Operation, OPERATIONS};
 fn error_responses(op: &Operation) -> Vec<(u16, &'static str)> {
     let mut out = Vec::new();
     if op.body.is_some() {
-        out.extend([(400, "malformed JSON"), (413, "the body is too large"), (415, "not application/json")]);
+        out.extend([(400, "malformed body"), (413, "the body is too large"), (415, "not the body's media type")]);
     }
     if op.access != Access::Public {
         out.push((401, "no or unknown credentials"));
@@ -37,17 +37,19 @@ pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for op in OPERATIONS {
         let mut responses = serde_json::Map::new();
-        responses.insert(
-            op.ok.0.to_string(),
-            json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", op.ok.1)}}}}),
-        );
+        // An HTML answer is text/html; every other, JSON.
+        let content = |schema: &str| {
+            let kind = if schema == "Html" { "text/html" } else { "application/json" };
+            json!({kind: {"schema": {"$ref": format!("#/components/schemas/{schema}")}}})
+        };
+        responses.insert(op.ok.0.to_string(), json!({"description": "success", "content": content(op.ok.1)}));
         for (status, schema, when) in op.also {
-            responses.insert(
-                status.to_string(),
-                json!({"description": when, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
-            );
+            responses.insert(status.to_string(), json!({"description": when, "content": content(schema)}));
         }
         for (status, description) in error_responses(op) {
+            if responses.contains_key(&status.to_string()) {
+                continue;
+            }
             responses.insert(
                 status.to_string(),
                 json!({"$ref": format!("#/components/responses/Error{status}"), "description": description}),
@@ -55,7 +57,8 @@ pub fn document() -> Value {
         }
         let mut parameters: Vec<Value> = Vec::new();
         if op.path.contains("{id}") {
-            parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/CustomerId"}}));
+            let schema = if op.path.starts_with("/billing/sessions/") { "LinkToken" } else { "CustomerId" };
+            parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"$ref": format!("#/components/schemas/{schema}")}}));
         }
         for (name, schema) in op.query {
             parameters.push(json!({"name": name, "in": "query", "required": false, "schema": {"$ref": format!("#/components/schemas/{schema}")}}));
@@ -70,9 +73,9 @@ pub fn document() -> Value {
             "parameters": parameters,
             "responses": responses,
         });
-        if op.path == "/" {
-            operation["responses"]["200"]["content"] =
-                json!({"text/html": {"schema": {"$ref": "#/components/schemas/Html"}}});
+        if op.path == "/billing/invoices/{id}" {
+            operation["responses"]["200"]["content"]["text/csv"] =
+                json!({"schema": {"type": "string", "description": "one row per line and tier slice"}});
         }
         if op.path == "/v1/invoices/{id}" {
             operation["responses"]["200"]["content"]["text/csv"] =
@@ -81,10 +84,12 @@ pub fn document() -> Value {
                 json!({"schema": {"type": "string", "description": "a printable invoice"}});
         }
         if let Some(body) = op.body {
-            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+            let kind = if body == "CapForm" { "application/x-www-form-urlencoded" } else { "application/json" };
+            operation["requestBody"] = json!({"required": true, "content": {kind: {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
         }
         operation["security"] = match op.access {
             Access::Public => json!([]),
+            Access::Portal => json!([{"portal": []}]),
             _ => json!([{"bearer": []}]),
         };
         let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
@@ -103,7 +108,9 @@ pub fn document() -> Value {
                  "description": "Usage-based billing, exact to the cent: customers, metered usage, spend caps, quotes, commitments, invoices. Decimals are strings."},
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "The admin token, or a customer's API key"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "The admin token, or a customer's API key"},
+                "portal": {"type": "apiKey", "in": "cookie", "name": "tally_portal", "description": "A billing-portal session, started by opening its link"}},
             "responses": responses,
             "schemas": schemas(),
         },
@@ -279,6 +286,23 @@ fn service_schemas(p: &Parts) -> Value {
         "Alert": {"type": "object", "required": ["product", "period_start", "threshold", "detected_at"], "properties": {
             "product": {"type": "string"}, "period_start": {"type": "string", "format": "date-time"}, "threshold": decimal("share of the cap"), "detected_at": {"type": "string", "format": "date-time"}}},
         "AlertPage": page_of("Alert"),
+        "PortalSession": {"type": "object", "required": ["id", "customer_id", "url", "expires_at", "created_at", "created_by", "opened_at", "revoked_at"], "properties": {
+            "id": {"type": "string"}, "customer_id": {"type": "string"},
+            "url": {"type": ["string", "null"], "description": "the single-use link (given once, at creation)"},
+            "expires_at": {"type": "string", "format": "date-time", "description": "the link's expiry until opened, then the session's"},
+            "created_at": {"type": "string", "format": "date-time"}, "created_by": {"enum": ["admin", "api_key"]},
+            "opened_at": {"type": ["string", "null"], "format": "date-time"}, "revoked_at": {"type": ["string", "null"], "format": "date-time"}}},
+        "LimitChange": {"type": "object", "required": ["product", "old", "new", "changed_at", "by"], "properties": {
+            "product": {"type": "string"}, "old": {"oneOf": [decimal("whole currency units"), {"type": "null"}]},
+            "new": {"oneOf": [decimal("whole currency units"), {"type": "null"}]},
+            "changed_at": {"type": "string", "format": "date-time"}, "by": {"enum": ["admin", "api_key", "portal"]}}},
+        "LimitHistoryPage": page_of("LimitChange"),
+        "CapForm": {"type": "object", "required": ["product", "limit", "csrf"], "properties": {
+            "product": {"type": "string"}, "limit": {"type": "string", "description": "a whole amount; empty removes the cap"},
+            "csrf": {"type": "string", "description": "the session's CSRF token, from the page's hidden input"}}},
+        "PeriodStart": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description": "the date a period starts"},
+        "InvoiceFormat": {"enum": ["html", "csv"]},
+        "LinkToken": {"type": "string", "description": "the token of a billing-portal link"},
         "NewCommitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {
             "yearly_credit": p.amount_in.clone(), "start": {"type": "string", "format": "date-time"}}},
         "Commitment": {"type": "object", "required": ["id", "customer_id", "yearly_credit", "discount_rate", "price", "exact_price", "start", "expires_at", "releases"], "properties": {

@@ -109,15 +109,26 @@ fn esc(text: &str) -> String {
     out
 }
 
-/// The invoice as a printable HTML page.
-pub fn invoice_html(invoice: &InvoiceRow, bill: &Bill<'_>) -> String {
-    let currency = bill.currency.code();
+/// How long after issue an invoice is due: 30 days (Stripe's default `days_until_due`).
+const DAYS_UNTIL_DUE: i64 = 30;
+
+fn day_words(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros).map(pricing_ui::billing::date).unwrap_or_default()
+}
+
+/// The invoice as a printable HTML page: seller and customer, number, issue and due dates, the period in words,
+/// quantities with separators and plural units, every amount at the currency's minor unit with its symbol, each
+/// tier slice with its unit price; print styles fit a typical bill on one A4 or Letter page.
+pub fn invoice_html(invoice: &InvoiceRow, bill: &Bill<'_>, customer: &str, seller: &super::state::Seller) -> String {
+    use pricing_ui::billing::{period_words, units};
+    use pricing_ui::format::{money, unit_price};
+    let currency = bill.currency;
     let title = invoice.number.clone().unwrap_or_else(|| format!("Draft {}", invoice.id));
     let mut rows = String::new();
     for line in &bill.lines {
         let quantity = match (line.quantity, line.unit.as_deref()) {
-            (Some(q), Some(u)) => format!("{q} {u}"),
-            (Some(q), None) => q.to_string(),
+            (Some(q), Some(u)) => units(q.value(), u),
+            (Some(q), None) => pricing_ui::format::grouped(q.value()),
             _ => String::new(),
         };
         let _ = write!(
@@ -125,21 +136,28 @@ pub fn invoice_html(invoice: &InvoiceRow, bill: &Bill<'_>) -> String {
             "<tr class=\"line\"><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             esc(&line.name),
             esc(&quantity),
-            esc(&line.amount.to_string())
+            esc(&money(currency, line.amount))
         );
+        let unit = line.unit.as_deref().unwrap_or("unit");
         for s in line.tiers.iter().flat_map(|t| t.iter()) {
             let range = match s.up_to {
-                Some(u) => format!("{} – {}", s.from.normalize(), u.normalize()),
-                None => format!("over {}", s.from.normalize()),
+                Some(u) => format!("{} – {}", pricing_ui::format::grouped(s.from), pricing_ui::format::grouped(u)),
+                None => format!("over {}", pricing_ui::format::grouped(s.from)),
+            };
+            let flat = if s.flat_amount.is_zero() {
+                String::new()
+            } else {
+                format!(" + {} flat", unit_price(currency, s.flat_amount))
             };
             let _ = write!(
                 rows,
-                "<tr class=\"tier\"><td>tier {}: {}</td><td class=\"num\">{} × {}</td><td class=\"num\">{}</td></tr>",
+                "<tr class=\"tier\"><td>Tier {}: {}</td><td class=\"num\">{} × {}{}</td><td class=\"num\">{}</td></tr>",
                 s.tier,
                 esc(&range),
-                s.units.normalize(),
-                s.unit_amount.normalize(),
-                s.exact_amount.normalize()
+                esc(&units(s.units, unit)),
+                esc(&unit_price(currency, s.unit_amount)),
+                esc(&flat),
+                esc(&money(currency, s.amount))
             );
         }
         if let Some(note) = &line.note {
@@ -151,32 +169,95 @@ pub fn invoice_html(invoice: &InvoiceRow, bill: &Bill<'_>) -> String {
         ("Subtotal", bill.subtotal),
         ("Discount", bill.discount),
         ("Total", bill.total),
-        ("Prepaid credit", bill.credit_applied),
+        ("Paid from prepaid credit", bill.credit_applied),
         ("Amount due", bill.amount_due),
     ] {
+        let class = if label == "Amount due" { " class=\"due\"" } else { "" };
         let _ = write!(
             totals,
-            "<tr><th colspan=\"2\">{label}</th><td class=\"num\">{} {}</td></tr>",
-            esc(&amount.to_string()),
-            currency
+            "<tr{class}><th colspan=\"2\">{label}</th><td class=\"num\">{}</td></tr>",
+            esc(&money(currency, amount))
         );
     }
+    let issued = invoice.issued_at.unwrap_or(invoice.created_at);
+    let due = issued + DAYS_UNTIL_DUE * 86_400_000_000;
+    let period = match (
+        chrono::DateTime::from_timestamp_micros(invoice.period_start),
+        chrono::DateTime::from_timestamp_micros(invoice.period_end),
+    ) {
+        (Some(s), Some(e)) => period_words(s, e),
+        _ => String::new(),
+    };
+    let address: String =
+        seller.address.lines().map(|l| format!("<br>{}", esc(l))).collect::<Vec<_>>().join("");
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Invoice {title}</title>\
-         <style>body{{font:14px/1.5 system-ui,sans-serif;max-width:50rem;margin:2rem auto;color:#111}}\
-         table{{width:100%;border-collapse:collapse}}td,th{{padding:.25rem .5rem;text-align:left}}\
-         .num{{text-align:right;font-variant-numeric:tabular-nums}}.line td{{border-top:1px solid #ddd;font-weight:600}}\
-         .tier td,.note td{{color:#555;font-size:.9em}}@media print{{body{{margin:0}}}}</style></head><body>\
-         <h1>Invoice {title}</h1><p>Customer <strong>{customer}</strong> · status {status}<br>\
-         Period {start} to {end} · price book {version} · {currency}</p>\
-         <table><thead><tr><th>Line</th><th class=\"num\">Quantity</th><th class=\"num\">Amount</th></tr></thead>\
-         <tbody>{rows}</tbody><tfoot>{totals}</tfoot></table></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width, initial-scale=1\"><title>Invoice {title}</title>\
+         <style>body{{font:14px/1.45 system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem;color:#111}}\
+         header{{display:flex;justify-content:space-between;gap:2rem;flex-wrap:wrap}}h1{{margin:0 0 .25rem}}\
+         .parties{{display:flex;gap:3rem;margin:1.5rem 0;flex-wrap:wrap}}.parties h2{{font-size:.8rem;\
+         text-transform:uppercase;letter-spacing:.05em;color:#555;margin:0}}\
+         table{{width:100%;border-collapse:collapse}}td,th{{padding:.2rem .5rem;text-align:left;vertical-align:top}}\
+         .num{{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}}\
+         .line td{{border-top:1px solid #ddd;font-weight:600}}.tier td,.note td{{color:#555;font-size:.9em}}\
+         tfoot th,tfoot td{{border-top:1px solid #ddd}}.due th,.due td{{font-size:1.15em;font-weight:700}}\
+         @page{{size:auto;margin:12mm}}@media print{{body{{margin:0;max-width:none;font-size:11px}}\
+         tr{{break-inside:avoid}}}}</style></head><body>\
+         <header><div><h1>Invoice {title}</h1><p>Status: {status}</p></div>\
+         <dl><dt>Issued</dt><dd>{issued}</dd><dt>Due</dt><dd>{due}</dd><dt>Period</dt><dd>{period}</dd></dl></header>\
+         <div class=\"parties\"><div><h2>From</h2><strong>{seller}</strong>{address}</div>\
+         <div><h2>Bill to</h2><strong>{customer}</strong><br>Customer {customer_id}</div></div>\
+         <table><thead><tr><th>Description</th><th class=\"num\">Quantity</th><th class=\"num\">Amount ({code})</th></tr></thead>\
+         <tbody>{rows}</tbody><tfoot>{totals}</tfoot></table>\
+         <p class=\"note\">Price book {version}. Usage past a spend cap is dropped, never billed.</p></body></html>",
         title = esc(&title),
-        customer = esc(&invoice.customer_id),
         status = esc(&invoice.status),
-        start = instant(invoice.period_start),
-        end = instant(invoice.period_end),
+        issued = day_words(issued),
+        due = day_words(due),
+        period = esc(&period),
+        seller = esc(&seller.name),
+        customer = esc(customer),
+        customer_id = esc(&invoice.customer_id),
+        code = currency.code(),
         version = esc(&invoice.price_book_version),
+    )
+}
+
+/// The page a browser gets at `/billing` without a live session: 401, saying what to do.
+pub fn session_ended() -> (axum::http::StatusCode, [(axum::http::HeaderName, &'static str); 2], String) {
+    notice(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "Your billing session has ended",
+        "Sessions end after an hour without use, 12 hours after they start, or when your API key is rotated. \
+         Ask for a new link to your billing page.",
+    )
+}
+
+/// The page an unusable portal link gets: used, expired or unknown alike (410), naming nothing else.
+pub fn link_unusable() -> (axum::http::StatusCode, [(axum::http::HeaderName, &'static str); 2], String) {
+    notice(
+        axum::http::StatusCode::GONE,
+        "This link can no longer be used",
+        "A billing link works once, within 15 minutes of being made. It has been used already or has expired. \
+         Ask for a new link to your billing page.",
+    )
+}
+
+fn notice(
+    status: axum::http::StatusCode,
+    title: &str,
+    text: &str,
+) -> (axum::http::StatusCode, [(axum::http::HeaderName, &'static str); 2], String) {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width, initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\">\
+         <title>{title}</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;\
+         padding:0 1rem}}</style></head><body><main><h1>{title}</h1><p>{text}</p></main></body></html>"
+    );
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"), (axum::http::header::CACHE_CONTROL, "no-store")],
+        html,
     )
 }
 

@@ -13,6 +13,8 @@ pub enum Access {
     AdminOrOwn,
     /// The admin token, or a customer key (for its own customer's data).
     AdminOrKey,
+    /// A billing-portal session (its cookie): the customer's billing page, for that customer only.
+    Portal,
 }
 
 /// One operation of the API.
@@ -316,5 +318,83 @@ pub const OPERATIONS: &[Operation] = &[
         ok: (200, "Invoice"),
         also: &[],
         query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/customers/{id}/portal-sessions",
+        summary: "A link to the customer's billing page: single-use, valid 15 minutes; opening it starts a browser \
+                  session for that customer only (idle expiry 1 hour, absolute 12 hours)",
+        access: Access::AdminOrOwn,
+        body: None,
+        ok: (201, "PortalSession"),
+        also: &[],
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/portal-sessions/{id}/revoke",
+        summary: "End a billing-portal session (rotating the customer's key ends them all)",
+        access: Access::Admin,
+        body: None,
+        ok: (200, "PortalSession"),
+        also: &[],
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/customers/{id}/limits/history",
+        summary: "Every change of a spend cap, newest first: product, old and new cap, when, and by which kind of \
+                  credential",
+        access: Access::AdminOrOwn,
+        body: None,
+        ok: (200, "LimitHistoryPage"),
+        also: &[],
+        query: PAGE,
+    },
+    Operation {
+        method: "get",
+        path: "/billing/sessions/{id}",
+        summary: "Opens a billing-portal link (HTML): sets the session cookie and redirects to /billing; a used, \
+                  expired or unknown link answers a page saying so",
+        access: Access::Public,
+        body: None,
+        ok: (303, "Html"),
+        also: &[(410, "Html", "the link was used, has expired or never existed")],
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/billing",
+        summary: "The customer's billing page (HTML) for the period starting `period` (YYYY-MM-DD; default the open one)",
+        access: Access::Portal,
+        body: None,
+        ok: (200, "Html"),
+        also: &[(401, "Html", "no live billing session")],
+        query: &[("period", "PeriodStart")],
+    },
+    Operation {
+        method: "post",
+        path: "/billing/limits",
+        summary: "Sets (`limit`, a whole amount) or removes (`limit` empty) a product's spend cap from the billing \
+                  page's form; redirects to /billing",
+        access: Access::Portal,
+        body: Some("CapForm"),
+        ok: (303, "Html"),
+        also: &[
+            (401, "Html", "no live billing session"),
+            (422, "Html", "the cap breaks a rule: the page, with the problem"),
+        ],
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/billing/invoices/{id}",
+        summary: "One of the session's customer's invoices, printable HTML (`format=html`, default) or CSV \
+                  (`format=csv`)",
+        access: Access::Portal,
+        body: None,
+        ok: (200, "Html"),
+        also: &[(401, "Html", "no live billing session")],
+        query: &[("format", "InvoiceFormat")],
     },
 ];

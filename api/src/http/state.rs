@@ -18,4 +18,17 @@ pub struct AppState {
     pub run_settings: RunSettings,
     /// The pricing page's wasm bundle, when there is one.
     pub assets: Arc<Assets>,
+    /// The site's public address (`--public-url`), for the links it gives out; `None`: the request's `Host`.
+    pub public_url: Option<String>,
+    /// Who issues the invoices, as printed on them.
+    pub seller: Seller,
+}
+
+/// The seller printed on invoices (`--seller-name`, `--seller-address`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seller {
+    /// Name.
+    pub name: String,
+    /// Postal address, lines separated by `\n` (or `|` on a command line).
+    pub address: String,
 }

@@ -383,3 +383,54 @@ impl Invoice {
         })
     }
 }
+
+/// A billing-portal session. `url` (holding the link's single-use token) is given once, at creation.
+#[derive(Debug, Serialize)]
+pub(super) struct PortalSession {
+    created_at: String,
+    created_by: String,
+    customer_id: String,
+    /// The link's expiry until it is opened; then the session's absolute expiry.
+    expires_at: String,
+    id: String,
+    opened_at: Option<String>,
+    revoked_at: Option<String>,
+    url: Option<String>,
+}
+
+impl PortalSession {
+    pub(super) fn of(s: &crate::store::PortalSessionRow, url: Option<String>) -> ApiResult<PortalSession> {
+        Ok(PortalSession {
+            created_at: rfc3339(s.created_at)?,
+            created_by: s.created_by.clone(),
+            customer_id: s.customer_id.clone(),
+            expires_at: rfc3339(s.expires_at.unwrap_or(s.link_expires_at))?,
+            id: s.id.clone(),
+            opened_at: rfc3339_opt(s.opened_at)?,
+            revoked_at: rfc3339_opt(s.revoked_at)?,
+            url,
+        })
+    }
+}
+
+/// A change of a spend cap (`old`/`new` null: no cap).
+#[derive(Debug, Serialize)]
+pub(super) struct LimitChange {
+    by: String,
+    changed_at: String,
+    new: Option<String>,
+    old: Option<String>,
+    product: String,
+}
+
+impl LimitChange {
+    pub(super) fn of(c: &crate::store::LimitChange) -> ApiResult<LimitChange> {
+        Ok(LimitChange {
+            by: c.by.clone(),
+            changed_at: rfc3339(c.changed_at)?,
+            new: c.new.map(|n| n.to_string()),
+            old: c.old.map(|o| o.to_string()),
+            product: c.product.clone(),
+        })
+    }
+}

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 
 use crate::store::error::StoreResult;
 use crate::store::types::{
-    AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, EventOutcome, InvoiceAction,
-    InvoiceFilter, InvoiceRow, LimitRow, MeterTotal, NewEvent, NewReport, PriceFn, RunRow, StoredBook,
-    Transition,
+    AlertRow, BatchDone, ClaimCursor, CommitmentRow, CredentialKind, CreditEntry, CustomerRow, DailyUsage,
+    EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, LimitChange, LimitRow, MeterTotal, NewEvent,
+    NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 
 /// Where storage keeps tally's state. Object-safe, so the service holds an `Arc<dyn Store>`.
@@ -40,7 +40,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn customers(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<CustomerRow>>;
     /// Stores a customer's name and add-ons.
     async fn update_customer(&self, customer: &CustomerRow) -> StoreResult<()>;
-    /// Revokes a customer's keys and stores a new one.
+    /// Revokes a customer's keys and portal sessions and stores a new key, in one transaction.
     async fn rotate_key(&self, customer_id: &str, key_hash: &str, now: i64) -> StoreResult<()>;
     /// The customer of an active key.
     async fn key_owner(&self, key_hash: &str) -> StoreResult<Option<String>>;
@@ -67,13 +67,49 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// A customer's caps.
     async fn limits(&self, customer_id: &str) -> StoreResult<Vec<LimitRow>>;
-    /// Sets (`Some`) or removes (`None`) caps, in one transaction.
+    /// Sets (`Some`) or removes (`None`) caps, in one transaction, recording each change of a cap's amount
+    /// (old and new, when, `by` which kind of credential) in the same transaction.
     async fn set_limits(
         &self,
         customer_id: &str,
         changes: &[(String, Option<LimitRow>)],
         now: i64,
+        by: CredentialKind,
     ) -> StoreResult<()>;
+    /// A customer's cap changes, newest first: those before `before` (a `seq`), at most `limit`.
+    async fn limit_changes(
+        &self,
+        customer_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<LimitChange>>;
+    /// A customer's usage events per meter and UTC day in the period starting at `period_start`, by meter and day.
+    async fn usage_daily(&self, customer_id: &str, period_start: i64) -> StoreResult<Vec<DailyUsage>>;
+
+    /// Stores a new portal session whose link's token hashes to `link_hash`.
+    async fn insert_portal_session(&self, session: &PortalSessionRow, link_hash: &str) -> StoreResult<()>;
+    /// Opens the link whose token hashes to `link_hash`, once: when it exists, was never opened, is not revoked and
+    /// has not expired at `now`, it becomes the session whose cookie hashes to `session_hash`, ending at
+    /// `expires_at`; otherwise nothing is written and `None` is answered.
+    async fn open_portal_link(
+        &self,
+        link_hash: &str,
+        session_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<Option<PortalSessionRow>>;
+    /// The live session whose cookie hashes to `session_hash` at `now` (opened, not revoked, not past its end, used
+    /// within `idle` micros), its last use moved to `now` (at most once a minute).
+    async fn portal_session(
+        &self,
+        session_hash: &str,
+        now: i64,
+        idle: i64,
+    ) -> StoreResult<Option<PortalSessionRow>>;
+    /// A portal session by id.
+    async fn portal_session_by_id(&self, id: &str) -> StoreResult<Option<PortalSessionRow>>;
+    /// Revokes a session (kept revoked at its first revocation); the session, or `None` when there is none.
+    async fn revoke_portal_session(&self, id: &str, now: i64) -> StoreResult<Option<PortalSessionRow>>;
 
     /// Records an alert once; whether it is new.
     async fn insert_alert(&self, customer_id: &str, alert: &AlertRow) -> StoreResult<bool>;

@@ -35,10 +35,12 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "invoicing", include_str!("../../../migrations/sqlite/0002_invoicing.sql")),
     (3, "invoice run reads", include_str!("../../../migrations/sqlite/0003_invoice_run_reads.sql")),
     (4, "idempotency expiry", include_str!("../../../migrations/sqlite/0004_idempotency_expiry.sql")),
+    (5, "billing portal", include_str!("../../../migrations/sqlite/0005_billing_portal.sql")),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "service", include_str!("../../../migrations/postgres/0001_service.sql")),
     (2, "invoicing", include_str!("../../../migrations/postgres/0002_invoicing.sql")),
     (3, "invoice run reads", include_str!("../../../migrations/postgres/0003_invoice_run_reads.sql")),
     (4, "idempotency expiry", include_str!("../../../migrations/postgres/0004_idempotency_expiry.sql")),
+    (5, "billing portal", include_str!("../../../migrations/postgres/0005_billing_portal.sql")),
 ];

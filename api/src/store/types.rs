@@ -382,3 +382,76 @@ impl ClaimCursor {
 pub fn invoice_number(prefix: &str, n: i64) -> String {
     format!("{prefix}{n:06}")
 }
+
+/// The kind of credential a change was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// The admin token.
+    Admin,
+    /// A customer's API key.
+    ApiKey,
+    /// A billing-portal session (the customer's billing page).
+    Portal,
+}
+
+impl CredentialKind {
+    /// As stored and shown: `admin`, `api_key`, `portal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Admin => "admin",
+            CredentialKind::ApiKey => "api_key",
+            CredentialKind::Portal => "portal",
+        }
+    }
+}
+
+/// A change of a spend cap: what it was and became (`None`: no cap), when, and by which kind of credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitChange {
+    /// Its place in the order of changes (increasing).
+    pub seq: i64,
+    /// The product.
+    pub product: String,
+    /// The cap before (whole units).
+    pub old: Option<i64>,
+    /// The cap after (whole units).
+    pub new: Option<i64>,
+    /// When (micros).
+    pub changed_at: i64,
+    /// `admin`, `api_key` or `portal`.
+    pub by: String,
+}
+
+/// A meter's usage events in one UTC day of a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyUsage {
+    /// The meter.
+    pub meter: String,
+    /// The UTC midnight starting the day (micros).
+    pub day: i64,
+    /// The day's events' quantities, summed (micro-units).
+    pub events_micros: i64,
+}
+
+/// A billing-portal session: a single-use link that becomes a browser session for one customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalSessionRow {
+    /// Its id (`ps_…`).
+    pub id: String,
+    /// The one customer it may see.
+    pub customer_id: String,
+    /// Until when its link may be opened (micros).
+    pub link_expires_at: i64,
+    /// When its link was opened (micros): a link opens once.
+    pub opened_at: Option<i64>,
+    /// When the session was last used (micros): it ends after an hour idle.
+    pub last_seen_at: Option<i64>,
+    /// When the session ends whatever its use (micros): 12 hours after opening.
+    pub expires_at: Option<i64>,
+    /// When it was revoked (micros), by the admin or by a rotation of the customer's key.
+    pub revoked_at: Option<i64>,
+    /// `admin` or `api_key`.
+    pub created_by: String,
+    /// When it was created (micros).
+    pub created_at: i64,
+}

@@ -3,7 +3,9 @@
 use super::SqlStore;
 use crate::store::backend::Backend;
 use crate::store::error::{corrupt, StoreResult};
-use crate::store::types::{CustomerRow, LimitRow};
+use sqlx::Row;
+
+use crate::store::types::{CredentialKind, CustomerRow, LimitRow};
 
 impl<B: Backend> SqlStore<B>
 where
@@ -65,6 +67,12 @@ where
 
     pub(super) async fn write_key(&self, customer_id: &str, key_hash: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
+        // A new key ends every billing-portal session of the customer.
+        sqlx::query("UPDATE portal_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(customer_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(customer_id)
@@ -85,9 +93,39 @@ where
         customer_id: &str,
         changes: &[(String, Option<LimitRow>)],
         now: i64,
+        by: CredentialKind,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        // Changes of one customer's caps one at a time (the customer's row locked on PostgreSQL, the write lock on
+        // SQLite), so each change's `old` is the amount the one before it left.
+        sqlx::query(&format!("SELECT id FROM customers WHERE id = $1{}", B::UPDATE_LOCK))
+            .bind(customer_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let old: std::collections::HashMap<String, i64> =
+            sqlx::query("SELECT product, amount FROM spend_limits WHERE customer_id = $1")
+                .bind(customer_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|r| (r.get("product"), r.get("amount")))
+                .collect();
         for (product, change) in changes {
+            let (before, after) = (old.get(product).copied(), change.as_ref().map(|l| l.amount));
+            if before != after {
+                sqlx::query(
+                    "INSERT INTO limit_changes (customer_id, product, old_amount, new_amount, changed_at, changed_by)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(customer_id)
+                .bind(product)
+                .bind(before)
+                .bind(after)
+                .bind(now)
+                .bind(by.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
             match change {
                 None => {
                     sqlx::query("DELETE FROM spend_limits WHERE customer_id = $1 AND product = $2")

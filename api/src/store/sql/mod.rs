@@ -10,6 +10,7 @@ mod batch;
 mod customers;
 mod events;
 mod invoices;
+mod portal;
 
 use std::sync::Arc;
 
@@ -23,9 +24,9 @@ use crate::store::error::StoreResult;
 use crate::store::migrations::Embedded;
 use crate::store::rows::{commitment_row, credit_row, customer_row, invoice_row, run_row};
 use crate::store::types::{
-    AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, EventOutcome, InvoiceAction,
-    InvoiceFilter, InvoiceRow, LimitRow, MeterTotal, NewEvent, NewReport, PriceFn, RunFailure, RunRow,
-    StoredBook, Transition,
+    AlertRow, BatchDone, ClaimCursor, CommitmentRow, CredentialKind, CreditEntry, CustomerRow, DailyUsage,
+    EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, LimitChange, LimitRow, MeterTotal, NewEvent,
+    NewReport, PortalSessionRow, PriceFn, RunFailure, RunRow, StoredBook, Transition,
 };
 
 /// The store on SQLite.
@@ -258,8 +259,53 @@ where
         customer_id: &str,
         changes: &[(String, Option<LimitRow>)],
         now: i64,
+        by: CredentialKind,
     ) -> StoreResult<()> {
-        self.write_limits(customer_id, changes, now).await
+        self.write_limits(customer_id, changes, now, by).await
+    }
+
+    async fn limit_changes(
+        &self,
+        customer_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<LimitChange>> {
+        self.read_limit_changes(customer_id, before, limit).await
+    }
+
+    async fn usage_daily(&self, customer_id: &str, period_start: i64) -> StoreResult<Vec<DailyUsage>> {
+        self.read_daily(customer_id, period_start).await
+    }
+
+    async fn insert_portal_session(&self, session: &PortalSessionRow, link_hash: &str) -> StoreResult<()> {
+        self.write_portal_session(session, link_hash).await
+    }
+
+    async fn open_portal_link(
+        &self,
+        link_hash: &str,
+        session_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<Option<PortalSessionRow>> {
+        self.write_link_opened(link_hash, session_hash, now, expires_at).await
+    }
+
+    async fn portal_session(
+        &self,
+        session_hash: &str,
+        now: i64,
+        idle: i64,
+    ) -> StoreResult<Option<PortalSessionRow>> {
+        self.read_session(session_hash, now, idle).await
+    }
+
+    async fn portal_session_by_id(&self, id: &str) -> StoreResult<Option<PortalSessionRow>> {
+        self.read_session_by_id(id).await
+    }
+
+    async fn revoke_portal_session(&self, id: &str, now: i64) -> StoreResult<Option<PortalSessionRow>> {
+        self.write_revoked(id, now).await
     }
 
     async fn insert_alert(&self, customer_id: &str, a: &AlertRow) -> StoreResult<bool> {

@@ -1,0 +1,642 @@
+//! The customer's billing page (`/billing`): their period so far and at its end, per product usage, amounts, tiers,
+//! a daily chart and the spend cap, editable. The server reads everything the page shows into [`BillingData`]
+//! (the usage view's own numbers); the page adds one computation, in the browser as the customer types: what a cap
+//! would buy and do at the current pace ([`preview_cap`]), with billing-core's `cap_outlook` — the function the
+//! usage view answers `projected_cap_at` with once the cap is saved.
+
+// Leptos components take their props by value (the macro builds a props struct from them).
+#![allow(clippy::needless_pass_by_value)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use billing_core::wire::Num;
+use billing_core::{cap_outlook, BillingPeriod, Currency, PriceBook, QuoteRequest, SpendLimit};
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::explain::cap_buys;
+use crate::format::{grouped, money, percent};
+
+/// The id of the `<script type="application/json">` element carrying the page's [`BillingData`].
+pub const DATA_ELEMENT_ID: &str = "tally-billing";
+
+/// Everything the billing page shows, read by the server for one customer and period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingData {
+    /// The customer's name.
+    pub customer: String,
+    /// The session's CSRF token, carried by every form.
+    pub csrf: String,
+    /// When the page was read (the pace of usage is measured to this instant).
+    pub now: DateTime<Utc>,
+    /// The period shown: its start.
+    pub period_start: DateTime<Utc>,
+    /// Its end (exclusive).
+    pub period_end: DateTime<Utc>,
+    /// The periods the picker offers, newest first.
+    pub periods: Vec<PeriodChoice>,
+    /// Whether the period shown is the open one (caps can change what it bills).
+    pub current: bool,
+    /// The period's quote request so far (usage, add-ons, caps, commitment), as JSON.
+    pub request: String,
+    /// The bill so far.
+    pub so_far: Totals,
+    /// The bill at the period's end at the current pace.
+    pub projected: Totals,
+    /// Prepaid credit available now.
+    pub credit_balance: Option<Decimal>,
+    /// The commitment in force.
+    pub commitment: Option<CommitmentData>,
+    /// Per product with usage or a cap.
+    pub products: Vec<ProductData>,
+    /// Alerts crossed this period.
+    pub alerts: Vec<AlertData>,
+    /// The customer's invoices, newest first.
+    pub invoices: Vec<InvoiceData>,
+    /// Cap changes, newest first.
+    pub history: Vec<ChangeData>,
+    /// A message after an action (saved, or why not).
+    pub notice: Option<String>,
+}
+
+/// A period of the picker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodChoice {
+    /// `YYYY-MM-DD` of its start (the query value).
+    pub value: String,
+    /// Its dates in words.
+    pub label: String,
+    /// Whether it is the one shown.
+    pub selected: bool,
+}
+
+/// A bill's totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Sum of the lines.
+    pub subtotal: Decimal,
+    /// The commitment's discount.
+    pub discount: Decimal,
+    /// After discount.
+    pub total: Decimal,
+    /// Paid from prepaid credit.
+    pub credit_applied: Decimal,
+    /// Left to pay.
+    pub amount_due: Decimal,
+}
+
+/// The commitment in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitmentData {
+    /// The yearly credit bought.
+    pub yearly_credit: Decimal,
+    /// Its bracket's discount (a share).
+    pub discount_rate: Decimal,
+    /// Monthly releases still to come.
+    pub releases_left: u32,
+    /// When its credit expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One product of the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductData {
+    /// Product key.
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// Its meter and unit (singular).
+    pub meter: String,
+    /// Singular unit.
+    pub unit: String,
+    /// Usage so far of its own meter.
+    pub usage: Decimal,
+    /// The free allowance of its own meter.
+    pub free: Option<Decimal>,
+    /// Amount so far (list, its lines and its add-ons').
+    pub amount: Decimal,
+    /// Amount at the period's end at the current pace.
+    pub projected_amount: Decimal,
+    /// How the amount is calculated: one row per tier slice.
+    pub tiers: Vec<TierRow>,
+    /// Usage per day of the period, per meter of the product.
+    pub daily: Vec<MeterDays>,
+    /// The cap in force (whole units, after discount).
+    pub cap: Option<Decimal>,
+    /// When a lowered cap keeps this period at an amount: that amount.
+    pub pinned: Option<Decimal>,
+    /// When the cap was reached this period.
+    pub reached_at: Option<DateTime<Utc>>,
+    /// When the projection reaches it.
+    pub projected_at: Option<DateTime<Utc>>,
+    /// Usage dropped so far, per meter (meter, unit, quantity).
+    pub dropped: Vec<(String, String, Decimal)>,
+}
+
+/// A tier slice of the calculation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierRow {
+    /// The line (product or add-on) it belongs to.
+    pub line: String,
+    /// `tier 2 (1,000,001 – 2,000,000)`.
+    pub tier: String,
+    /// `1,000,000 events × $0.0000343`.
+    pub units: String,
+    /// Its amount, exact.
+    pub amount: Decimal,
+}
+
+/// One meter's usage per day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterDays {
+    /// The meter.
+    pub meter: String,
+    /// Its unit (singular).
+    pub unit: String,
+    /// Each day's start and quantity, in order.
+    pub days: Vec<(DateTime<Utc>, Decimal)>,
+}
+
+/// An alert crossed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertData {
+    /// Product name.
+    pub product: String,
+    /// Share of the cap.
+    pub threshold: Decimal,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An invoice of the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceData {
+    /// Its id (for the links).
+    pub id: String,
+    /// Its number, once issued.
+    pub number: Option<String>,
+    /// Its period in words.
+    pub period: String,
+    /// Total.
+    pub total: Decimal,
+    /// Amount due.
+    pub amount_due: Decimal,
+    /// draft, issued, paid, void.
+    pub status: String,
+}
+
+/// A change of a cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeData {
+    /// Product name.
+    pub product: String,
+    /// Before (`None`: no cap).
+    pub old: Option<Decimal>,
+    /// After.
+    pub new: Option<Decimal>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `admin`, `api_key`, `portal`.
+    pub by: String,
+}
+
+/// A date in words: `1 December 2026`.
+pub fn date(at: DateTime<Utc>) -> String {
+    at.format("%-d %B %Y").to_string()
+}
+
+/// A period's dates in words: `1 – 30 November 2026` (the end shown inclusive: the day before the exclusive end).
+pub fn period_words(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    let last = end - chrono::Duration::days(1);
+    if start.format("%Y-%m").to_string() == last.format("%Y-%m").to_string() {
+        format!("{} – {}", start.format("%-d"), date(last))
+    } else {
+        format!("{} – {}", date(start), date(last))
+    }
+}
+
+/// A unit in the plural when the quantity is not one: `1 event`, `2 events`, `0 events`.
+pub fn units(quantity: Decimal, unit: &str) -> String {
+    if quantity == Decimal::ONE {
+        format!("1 {unit}")
+    } else {
+        format!("{} {unit}s", grouped(quantity.normalize()))
+    }
+}
+
+/// What a cap being typed will do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapEffect {
+    /// The field is empty: saving removes the cap.
+    Removed,
+    /// Not a cap the book allows: why.
+    Invalid(String),
+    /// Below what the period already bills: it applies from the next period; this one keeps its amount.
+    FromNextPeriod,
+    /// At the current pace, reached at this instant, dropping this usage (meter, quantity) by the period's end.
+    Reaches(DateTime<Utc>, Vec<(String, Decimal)>),
+    /// At the current pace, not reached this period.
+    NotReached,
+    /// The period has ended: a cap applies from the open period.
+    PeriodOver,
+}
+
+/// A cap being typed: how much of the product's own meter it pays for a month (`None`: every unit), and its
+/// effect at the current pace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapPreview {
+    /// Units of the product's own meter the cap pays for each month, when it stops usage at all.
+    pub buys: Option<Decimal>,
+    /// Its effect this period.
+    pub effect: CapEffect,
+}
+
+/// The preview of `typed` as `product`'s cap, on the period's request so far: billing-core's limit inversion for
+/// what it buys, and `cap_outlook` (the usage view's own projection) for when it binds and what it drops.
+pub fn preview_cap(book: &PriceBook, data: &BillingData, product: &str, typed: &str) -> CapPreview {
+    let typed = typed.trim().replace(',', "");
+    let typed = typed.trim_start_matches('$');
+    if typed.is_empty() {
+        return CapPreview { buys: None, effect: CapEffect::Removed };
+    }
+    let invalid = |m: String| CapPreview { buys: None, effect: CapEffect::Invalid(m) };
+    let amount = match billing_core::wire::parse_decimal(typed) {
+        Ok(a) => a,
+        Err(m) => return invalid(m),
+    };
+    if let Err(m) = SpendLimit::new(amount, book.spend_limits()) {
+        return invalid(m);
+    }
+    let Some(p) = book.product(product) else { return invalid(format!("no product `{product}`")) };
+    let mut request = match QuoteRequest::from_json_for(book, &data.request) {
+        Ok(r) => r,
+        Err(e) => return invalid(e.to_string()),
+    };
+    let chosen: BTreeSet<String> = request.addons.iter().map(|a| a.key().to_owned()).collect();
+    let factor = Decimal::ONE - data.commitment.as_ref().map_or(Decimal::ZERO, |c| c.discount_rate);
+    let buys = cap_buys(book, p, &chosen, amount, factor).ok().flatten();
+    if !data.current {
+        return CapPreview { buys, effect: CapEffect::PeriodOver };
+    }
+    request.limits.insert(product.to_owned(), Num(amount));
+    let period = match BillingPeriod::new(data.period_start, data.period_end) {
+        Ok(p) => p,
+        Err(m) => return invalid(m),
+    };
+    let effect = match cap_outlook(book, &request, period, data.now, product) {
+        Err(e) => CapEffect::Invalid(e.to_string()),
+        Ok(o) if o.reached => CapEffect::FromNextPeriod,
+        Ok(o) => match o.projected_at {
+            None => CapEffect::NotReached,
+            Some(at) => {
+                let dropped = o
+                    .at_period_end
+                    .map(|l| l.meters.iter().map(|m| (m.meter.clone(), m.dropped.value())).collect())
+                    .unwrap_or_default();
+                CapEffect::Reaches(at, dropped)
+            }
+        },
+    };
+    CapPreview { buys, effect }
+}
+
+/// The words of a preview for `product` (whose own meter counts in `unit`).
+pub fn preview_words(currency: Currency, product: &ProductData, typed: &str, preview: &CapPreview) -> String {
+    let amount = typed.trim().replace(',', "");
+    let amount = amount.trim_start_matches('$');
+    let cap = amount.parse::<Decimal>().map(|a| money(currency, a)).unwrap_or_default();
+    let buys = match preview.buys {
+        Some(units_bought) => format!(
+            "A {cap} cap stops {} at {} a month. ",
+            product.name,
+            units(units_bought.floor(), &product.unit)
+        ),
+        None => String::new(),
+    };
+    let effect = match &preview.effect {
+        CapEffect::Removed => return format!("Saving removes the cap on {}: all its usage is billed.", product.name),
+        CapEffect::Invalid(m) => return m.clone(),
+        CapEffect::PeriodOver => "This period has ended; a cap applies to the open period.".to_owned(),
+        CapEffect::FromNextPeriod => format!(
+            "This period already bills more than {cap}: the new cap applies in full from the next period, and this \
+             period keeps its current amount (usage from now on is dropped)."
+        ),
+        CapEffect::NotReached => "At your current pace it will not be reached this period.".to_owned(),
+        CapEffect::Reaches(at, dropped) => {
+            let dropped: Vec<String> = dropped
+                .iter()
+                .filter(|(_, q)| !q.is_zero())
+                .map(|(meter, q)| {
+                    let unit = product.daily.iter().find(|d| d.meter == *meter).map_or(meter.as_str(), |d| &d.unit);
+                    units(*q, unit)
+                })
+                .collect();
+            let dropped = if dropped.is_empty() { "no usage".to_owned() } else { dropped.join(" and ") };
+            format!(
+                "At your current pace it will be reached on {} and drop about {dropped} by the end of the period.",
+                date(*at)
+            )
+        }
+    };
+    format!("{buys}{effect}")
+}
+
+/// The billing page.
+#[component]
+pub fn BillingApp(book: Arc<PriceBook>, data: Arc<BillingData>) -> impl IntoView {
+    let currency = book.currency();
+    let days_left = (data.period_end - data.now).num_days().max(0);
+    let period = period_words(data.period_start, data.period_end);
+    let period_note = if data.current {
+        format!("{period} · {} left", if days_left == 1 { "1 day".to_owned() } else { format!("{days_left} days") })
+    } else {
+        format!("{period} · ended")
+    };
+    let picker = data
+        .periods
+        .iter()
+        .map(|p| view! { <option value=p.value.clone() selected=p.selected>{p.label.clone()}</option> })
+        .collect_view();
+    let credit = data.credit_balance.map(|c| {
+        view! { <div class="stat"><span class="label">"Prepaid credit"</span><span class="value">{money(currency, c)}</span></div> }
+    });
+    let commitment = data.commitment.as_ref().map(|c| {
+        view! {
+            <p class="meta">
+                {format!(
+                    "Commitment: {} a year at {} off · {} monthly releases left · credit expires {}",
+                    money(currency, c.yearly_credit),
+                    percent(c.discount_rate),
+                    c.releases_left,
+                    date(c.expires_at)
+                )}
+            </p>
+        }
+    });
+    let products = data
+        .products
+        .iter()
+        .map(|p| view! { <ProductPanel book=book.clone() data=data.clone() product=p.clone()/> })
+        .collect_view();
+    let notice = data.notice.clone().map(|n| view! { <p class="notice" role="status">{n}</p> });
+    view! {
+        <a class="skip" href="#products">"Skip to your products"</a>
+        <header class="hero">
+            <p class="eyebrow">"tally · billing"</p>
+            <h1>{format!("Billing for {}", data.customer)}</h1>
+            <form class="picker" method="get" action="/billing">
+                <label for="period">"Period"</label>
+                <select id="period" name="period">{picker}</select>
+                <button type="submit">"Show"</button>
+            </form>
+            <p class="meta" id="period-words">{period_note}</p>
+        </header>
+        {notice}
+        <section class="totals" aria-label="Totals">
+            <div class="stat"><span class="label">"Bill so far"</span>
+                <span class="value" id="so-far" data-amount=data.so_far.total.to_string()>{money(currency, data.so_far.total)}</span></div>
+            <div class="stat"><span class="label">"Projected at period end"</span>
+                <span class="value" id="projected" data-amount=data.projected.total.to_string()>{money(currency, data.projected.total)}</span></div>
+            {credit}
+            <div class="stat"><span class="label">"Due after credit"</span>
+                <span class="value" id="amount-due" data-amount=data.so_far.amount_due.to_string()>{money(currency, data.so_far.amount_due)}</span></div>
+        </section>
+        {commitment}
+        <section id="products" class="products">{products}</section>
+        <Alerts data=data.clone()/>
+        <Invoices currency data=data.clone()/>
+        <History currency data=data.clone()/>
+        <footer class="foot">"Amounts exclude tax. Usage past a spend cap is dropped, never billed."</footer>
+    }
+}
+
+/// One product: usage against its allowance, amounts, the calculation, the daily chart and the cap form.
+#[component]
+fn ProductPanel(book: Arc<PriceBook>, data: Arc<BillingData>, product: ProductData) -> impl IntoView {
+    let currency = book.currency();
+    let key = product.key.clone();
+    let bar = product.free.filter(|f| !f.is_zero()).map(|free| {
+        let share = (product.usage * Decimal::ONE_HUNDRED / free).min(Decimal::ONE_HUNDRED).trunc();
+        view! {
+            <div class="allowance">
+                <div class="bar" role="img" aria-label=format!("{} of {} free", units(product.usage, &product.unit), grouped(free))>
+                    <span style=format!("width: {share}%")></span>
+                </div>
+                <p class="meta">{format!("{} of {} free this period", units(product.usage, &product.unit), grouped(free))}</p>
+            </div>
+        }
+    });
+    let tiers = product
+        .tiers
+        .iter()
+        .map(|t| view! { <tr><td>{t.line.clone()}</td><td>{t.tier.clone()}</td><td class="num">{t.units.clone()}</td><td class="num">{money(currency, t.amount)}</td></tr> })
+        .collect_view();
+    let reached = product.reached_at.map(|at| {
+        let dropped: Vec<String> = product.dropped.iter().map(|(_, unit, q)| units(*q, unit)).collect();
+        view! {
+            <p class="reached" role="status">
+                {format!("Cap reached on {} at {} UTC; dropped since: {}.", date(at), at.format("%H:%M"),
+                    if dropped.is_empty() { "nothing yet".to_owned() } else { dropped.join(", ") })}
+            </p>
+        }
+    });
+    let cap_buys_units = product.cap.and_then(|c| {
+        let chosen = BTreeSet::new();
+        let factor = Decimal::ONE - data.commitment.as_ref().map_or(Decimal::ZERO, |c| c.discount_rate);
+        book.product(&key).and_then(|p| cap_buys(&book, p, &chosen, c, factor).ok().flatten())
+    });
+    let charts = product
+        .daily
+        .iter()
+        .map(|m| view! { <DailyChart days=m.clone() cap_units=cap_buys_units.filter(|_| m.meter == product.meter)/> })
+        .collect_view();
+    view! {
+        <article class="card" id=format!("product-{key}")>
+            <header class="card-head">
+                <h2>{product.name.clone()}</h2>
+                <p class="amount"><span class="so-far" data-amount=product.amount.to_string()>{money(currency, product.amount)}</span>
+                    " so far · " <span class="projected">{money(currency, product.projected_amount)}</span> " projected"</p>
+            </header>
+            {bar}
+            {reached}
+            {charts}
+            <details class="explain">
+                <summary>"How this is calculated"</summary>
+                <table><thead><tr><th>"Line"</th><th>"Tier"</th><th class="num">"Units"</th><th class="num">"Amount"</th></tr></thead>
+                <tbody>{tiers}</tbody></table>
+            </details>
+            <CapForm book=book.clone() data=data.clone() product=product.clone()/>
+        </article>
+    }
+}
+
+/// The spend cap of a product: a plain form (POST /billing/limits) whose consequences update as the user types.
+#[component]
+fn CapForm(book: Arc<PriceBook>, data: Arc<BillingData>, product: ProductData) -> impl IntoView {
+    let currency = book.currency();
+    let initial = product.cap.map(|c| c.normalize().to_string()).unwrap_or_default();
+    let typed = RwSignal::new(initial.clone());
+    let words = {
+        let (book, data, product) = (book.clone(), data.clone(), product.clone());
+        Memo::new(move |_| {
+            typed.with(|t| {
+                let preview = preview_cap(&book, &data, &product.key, t);
+                preview_words(currency, &product, t, &preview)
+            })
+        })
+    };
+    let id = format!("cap-{}", product.key);
+    let words_id = format!("cap-effect-{}", product.key);
+    let current = match (product.cap, product.pinned) {
+        (Some(c), Some(p)) => format!("Cap {} (this period kept at {})", money(currency, c), money(currency, p)),
+        (Some(c), None) => format!("Cap {}", money(currency, c)),
+        (None, _) => "No cap: all usage is billed".to_owned(),
+    };
+    let remove = product.cap.map(|_| {
+        view! {
+            <form method="post" action="/billing/limits" class="remove">
+                <input type="hidden" name="csrf" value=data.csrf.clone()/>
+                <input type="hidden" name="product" value=product.key.clone()/>
+                <input type="hidden" name="limit" value=""/>
+                <button type="submit" class="secondary">"Remove cap"</button>
+            </form>
+        }
+    });
+    view! {
+        <div class="cap">
+            <p class="cap-now">{current}</p>
+            <form method="post" action="/billing/limits" class="cap-form">
+                <input type="hidden" name="csrf" value=data.csrf.clone()/>
+                <input type="hidden" name="product" value=product.key.clone()/>
+                <label for=id.clone()>{format!("Monthly spend cap for {} ({})", product.name, currency.code())}</label>
+                <input id=id type="text" inputmode="decimal" name="limit" autocomplete="off" value=initial
+                    placeholder="no cap" aria-describedby=words_id.clone()
+                    prop:value=move || typed.get()
+                    on:input=move |ev| typed.set(event_target_value(&ev))/>
+                <button type="submit">"Save cap"</button>
+            </form>
+            {remove}
+            <p class="cap-effect" id=words_id aria-live="polite">{words}</p>
+        </div>
+    }
+}
+
+/// A meter's cumulative usage per day (bars), with the usage the cap pays for marked; a table is its text.
+#[component]
+fn DailyChart(days: MeterDays, cap_units: Option<Decimal>) -> impl IntoView {
+    let mut running = Decimal::ZERO;
+    let cumulative: Vec<Decimal> = days
+        .days
+        .iter()
+        .map(|(_, q)| {
+            running += *q;
+            running
+        })
+        .collect();
+    let top = cumulative.iter().copied().chain(cap_units).max().unwrap_or(Decimal::ONE).max(Decimal::ONE);
+    let n = i64::try_from(days.days.len().max(1)).unwrap_or(31);
+    let width = 1000 / n;
+    let y = |v: Decimal| -> i64 { 200 - i64::try_from((v * Decimal::from(190) / top).trunc()).unwrap_or(0) };
+    let bars = cumulative
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let x = i64::try_from(i).unwrap_or(0) * width;
+            let top_y = y(*v);
+            view! { <rect class="day" x=x y=top_y width=(width - 4).max(1) height=200 - top_y/> }
+        })
+        .collect_view();
+    let cap = cap_units.map(|c| {
+        let cy = y(c);
+        view! { <line class="cap-line" x1="0" x2="1000" y1=cy y2=cy/><text class="cap-label" x="996" y=cy - 6 text-anchor="end">"cap"</text> }
+    });
+    let total = cumulative.last().copied().unwrap_or_default();
+    let caption = format!(
+        "{}: {} this period so far{}",
+        days.meter,
+        units(total, &days.unit),
+        cap_units.map(|c| format!("; the cap pays for {}", units(c.floor(), &days.unit))).unwrap_or_default()
+    );
+    let rows = days
+        .days
+        .iter()
+        .zip(&cumulative)
+        .map(|((d, q), c)| view! { <tr><td>{date(*d)}</td><td class="num">{grouped(*q)}</td><td class="num">{grouped(*c)}</td></tr> })
+        .collect_view();
+    view! {
+        <figure class="chart">
+            <svg viewBox="0 0 1000 200" role="img" aria-label=caption.clone() preserveAspectRatio="none">{bars}{cap}</svg>
+            <figcaption>{caption}</figcaption>
+            <details><summary>"Daily figures"</summary>
+                <table><thead><tr><th>"Day"</th><th class="num">"Usage"</th><th class="num">"Running total"</th></tr></thead>
+                <tbody>{rows}</tbody></table></details>
+        </figure>
+    }
+}
+
+#[component]
+fn Alerts(data: Arc<BillingData>) -> impl IntoView {
+    let items = data
+        .alerts
+        .iter()
+        .map(|a| view! { <li>{format!("{}: {} of the cap on {}", a.product, percent(a.threshold), date(a.at))}</li> })
+        .collect_view();
+    view! {
+        <section class="list" id="alerts"><h2>"Alerts this period"</h2>
+            {if data.alerts.is_empty() { Some(view! { <p class="meta">"None."</p> }) } else { None }}
+            <ul>{items}</ul>
+        </section>
+    }
+}
+
+#[component]
+fn Invoices(currency: Currency, data: Arc<BillingData>) -> impl IntoView {
+    let rows = data
+        .invoices
+        .iter()
+        .map(|i| {
+            let number = i.number.clone().unwrap_or_else(|| "draft".to_owned());
+            view! {
+                <tr>
+                    <td>{number}</td><td>{i.period.clone()}</td>
+                    <td class="num">{money(currency, i.total)}</td><td class="num">{money(currency, i.amount_due)}</td>
+                    <td>{i.status.clone()}</td>
+                    <td><a href=format!("/billing/invoices/{}?format=html", i.id)>"View"</a>
+                        " · " <a href=format!("/billing/invoices/{}?format=csv", i.id)>"CSV"</a></td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="list" id="invoices"><h2>"Invoices"</h2>
+            <table><thead><tr><th>"Number"</th><th>"Period"</th><th class="num">"Total"</th><th class="num">"Amount due"</th><th>"Status"</th><th>"Views"</th></tr></thead>
+            <tbody>{rows}</tbody></table>
+        </section>
+    }
+}
+
+#[component]
+fn History(currency: Currency, data: Arc<BillingData>) -> impl IntoView {
+    let cap = move |c: Option<Decimal>| c.map_or_else(|| "no cap".to_owned(), |c| money(currency, c));
+    let rows = data
+        .history
+        .iter()
+        .map(|h| {
+            let by = match h.by.as_str() {
+                "admin" => "your provider",
+                "api_key" => "API key",
+                _ => "this page",
+            };
+            view! { <tr><td>{h.at.format("%-d %B %Y %H:%M UTC").to_string()}</td><td>{h.product.clone()}</td><td>{cap(h.old)}</td><td>{cap(h.new)}</td><td>{by}</td></tr> }
+        })
+        .collect_view();
+    view! {
+        <section class="list" id="history"><h2>"Cap changes"</h2>
+            <table><thead><tr><th>"When"</th><th>"Product"</th><th>"From"</th><th>"To"</th><th>"By"</th></tr></thead>
+            <tbody>{rows}</tbody></table>
+        </section>
+    }
+}
