@@ -95,7 +95,8 @@ enum Who {
 fn expected(access: Access, who: Who) -> Option<StatusCode> {
     match (access, who) {
         (Access::Public, _) => None,
-        (_, Who::Nobody | Who::Wrong) => Some(StatusCode::UNAUTHORIZED),
+        // The billing page takes a session cookie, never a bearer token: every token is no session.
+        (Access::Portal, _) | (_, Who::Nobody | Who::Wrong) => Some(StatusCode::UNAUTHORIZED),
         (_, Who::Admin) => None,
         (Access::Admin, Who::OtherCustomer | Who::OwnCustomer) => Some(StatusCode::FORBIDDEN),
         (Access::AdminOrOwn, Who::OtherCustomer) => Some(StatusCode::FORBIDDEN),
@@ -129,6 +130,12 @@ async fn every_route_answers_every_caller_as_the_table_says() {
                 match expected(op.access, who) {
                     Some(refused) => {
                         assert_eq!(status, refused, "{context}");
+                        if op.access == Access::Portal {
+                            // A page for the person at the browser, not an API error.
+                            let page = answer.as_str().unwrap_or_default();
+                            assert!(page.contains("billing session has ended"), "{context}");
+                            continue;
+                        }
                         let code =
                             if refused == StatusCode::UNAUTHORIZED { "unauthorized" } else { "forbidden" };
                         assert_eq!(answer["error"]["code"], code, "{context}");

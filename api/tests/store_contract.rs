@@ -13,7 +13,7 @@ use std::sync::Arc;
 use api::store::PricingError;
 use api::store::{
     self, AddonSince, AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, Due,
-    Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport, PricedInvoice,
+    CredentialKind, Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport, PricedInvoice,
     RunRow, Store, StoredBook, Transition,
 };
 use common::PgDb;
@@ -202,10 +202,17 @@ async fn reports_keep_the_highest_value() {
 async fn limits_and_alerts() {
     on_every_store(|s| async move {
         let l = |p: &str, a, pinned| Some(LimitRow { product: p.into(), amount: a, pinned });
-        s.set_limits("c", &[("x".into(), l("x", 100, None)), ("y".into(), l("y", 5, Some((7, 50))))], 1)
-            .await
-            .unwrap();
-        s.set_limits("c", &[("x".into(), l("x", 200, None))], 2).await.unwrap();
+        s.set_limits(
+            "c",
+            &[("x".into(), l("x", 100, None)), ("y".into(), l("y", 5, Some((7, 50))))],
+            1,
+            CredentialKind::Admin,
+        )
+        .await
+        .unwrap();
+        s.set_limits("c", &[("x".into(), l("x", 200, None))], 2, CredentialKind::ApiKey).await.unwrap();
+        // The same amount again is no change.
+        s.set_limits("c", &[("x".into(), l("x", 200, None))], 3, CredentialKind::Portal).await.unwrap();
         let limits = s.limits("c").await.unwrap();
         assert_eq!(
             limits,
@@ -214,8 +221,24 @@ async fn limits_and_alerts() {
                 LimitRow { product: "y".into(), amount: 5, pinned: Some((7, 50)) }
             ]
         );
-        s.set_limits("c", &[("y".into(), None)], 3).await.unwrap();
+        s.set_limits("c", &[("y".into(), None)], 4, CredentialKind::Portal).await.unwrap();
         assert_eq!(s.limits("c").await.unwrap().len(), 1);
+        // Every change, newest first, with what it was, what it became, when and by whom; paged by `seq`.
+        let history = s.limit_changes("c", None, 10).await.unwrap();
+        let seen: Vec<_> =
+            history.iter().map(|c| (c.product.as_str(), c.old, c.new, c.changed_at, c.by.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("y", Some(5), None, 4, "portal"),
+                ("x", Some(100), Some(200), 2, "api_key"),
+                ("y", None, Some(5), 1, "admin"),
+                ("x", None, Some(100), 1, "admin"),
+            ]
+        );
+        let older = s.limit_changes("c", Some(history[1].seq), 10).await.unwrap();
+        assert_eq!(older, history[2..]);
+        assert!(s.limit_changes("other", None, 10).await.unwrap().is_empty());
         let a = AlertRow { period_start: 0, product: "x".into(), threshold: "0.8".into(), detected_at: 11 };
         assert!(s.insert_alert("c", &a).await.unwrap());
         assert!(
@@ -712,6 +735,104 @@ async fn usage_racing_an_invoice_run_is_either_in_the_invoice_or_refused() {
             stored += usize::try_from(total).unwrap();
         }
         assert_eq!(stored + refused, 3 * 30 * 40, "each event stored or refused");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn usage_is_summed_per_utc_day_as_it_is_stored() {
+    on_every_store(|s| async move {
+        s.insert_customer(&customer("c"), "hash-c").await.unwrap();
+        const DAY: i64 = 86_400_000_000;
+        let events = [
+            event("c", "a", "events", 5, 3 * DAY + 1),
+            event("c", "b", "events", 7, 4 * DAY - 1),
+            event("c", "c", "events", 11, 4 * DAY),
+            event("c", "d", "recordings", 2, 4 * DAY + 5),
+        ];
+        s.insert_events(&events, 1).await.unwrap();
+        // A duplicate counts once, in its day as in its period.
+        s.insert_events(&events[..2], 2).await.unwrap();
+        let daily: Vec<_> = s
+            .usage_daily("c", 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.meter, d.day, d.events_micros))
+            .collect();
+        assert_eq!(
+            daily,
+            [
+                ("events".to_owned(), 3 * DAY, 12),
+                ("events".to_owned(), 4 * DAY, 11),
+                ("recordings".to_owned(), 4 * DAY, 2)
+            ]
+        );
+        assert!(s.usage_daily("c", 1).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_portal_link_opens_once_and_its_session_ends_idle_revoked_or_rotated() {
+    use api::store::PortalSessionRow;
+    on_every_store(|s| async move {
+        s.insert_customer(&customer("c"), "key-1").await.unwrap();
+        let row = |id: &str| PortalSessionRow {
+            id: id.into(),
+            customer_id: "c".into(),
+            link_expires_at: 100,
+            opened_at: None,
+            last_seen_at: None,
+            expires_at: None,
+            revoked_at: None,
+            created_by: "admin".into(),
+            created_at: 0,
+        };
+        s.insert_portal_session(&row("ps1"), "link-1").await.unwrap();
+        s.insert_portal_session(&row("ps2"), "link-2").await.unwrap();
+        s.insert_portal_session(&row("ps3"), "link-3").await.unwrap();
+        // Unknown, then expired: nothing opens and nothing is written.
+        assert!(s.open_portal_link("link-x", "cookie-x", 10, 1_000).await.unwrap().is_none());
+        assert!(s.open_portal_link("link-3", "cookie-3", 100, 1_000).await.unwrap().is_none());
+        assert_eq!(s.portal_session_by_id("ps3").await.unwrap().unwrap().opened_at, None);
+        // Opens once, racing.
+        let (a, b) = tokio::join!(
+            s.open_portal_link("link-1", "cookie-a", 10, 1_000),
+            s.open_portal_link("link-1", "cookie-b", 10, 1_000)
+        );
+        let opened = [a.unwrap(), b.unwrap()];
+        assert_eq!(opened.iter().filter(|o| o.is_some()).count(), 1, "one browser gets the session");
+        let live = if opened[0].is_some() { "cookie-a" } else { "cookie-b" };
+        let dead = if opened[0].is_some() { "cookie-b" } else { "cookie-a" };
+        let session = s.portal_session(live, 20, 50).await.unwrap().unwrap();
+        assert_eq!((session.id.as_str(), session.customer_id.as_str()), ("ps1", "c"));
+        assert!(s.portal_session(dead, 20, 50).await.unwrap().is_none());
+        // Idle: each use (written at most once a minute) keeps it alive for `idle` more; then it ends.
+        const H: i64 = 3_600_000_000;
+        let t = 1_000_000;
+        s.insert_portal_session(&PortalSessionRow { link_expires_at: 10 * H, ..row("ps6") }, "link-6").await.unwrap();
+        s.open_portal_link("link-6", "cookie-6", t, t + 12 * H).await.unwrap().unwrap();
+        assert!(s.portal_session("cookie-6", t + H - 1, H).await.unwrap().is_some());
+        assert!(s.portal_session("cookie-6", t + 2 * H - 2, H).await.unwrap().is_some(), "the use at H−1 counts");
+        assert!(s.portal_session("cookie-6", t + 3 * H - 1, H).await.unwrap().is_none(), "an hour idle");
+        // Past its absolute end: ended.
+        assert!(s.open_portal_link("link-2", "cookie-2", 10, 30).await.unwrap().is_some());
+        assert!(s.portal_session("cookie-2", 29, 1_000).await.unwrap().is_some());
+        assert!(s.portal_session("cookie-2", 30, 1_000).await.unwrap().is_none(), "absolute expiry");
+        // Revoked: ended, once; unknown: none.
+        s.insert_portal_session(&row("ps4"), "link-4").await.unwrap();
+        s.open_portal_link("link-4", "cookie-4", 10, 1_000).await.unwrap().unwrap();
+        assert_eq!(s.revoke_portal_session("ps4", 11).await.unwrap().unwrap().revoked_at, Some(11));
+        assert_eq!(s.revoke_portal_session("ps4", 12).await.unwrap().unwrap().revoked_at, Some(11));
+        assert!(s.portal_session("cookie-4", 13, 1_000).await.unwrap().is_none());
+        assert!(s.revoke_portal_session("nope", 12).await.unwrap().is_none());
+        // A rotated key ends every session of the customer.
+        s.insert_portal_session(&row("ps5"), "link-5").await.unwrap();
+        s.open_portal_link("link-5", "cookie-5", 10, 1_000).await.unwrap().unwrap();
+        assert!(s.portal_session("cookie-5", 11, 1_000).await.unwrap().is_some());
+        s.rotate_key("c", "key-2", 12).await.unwrap();
+        assert!(s.portal_session("cookie-5", 13, 1_000).await.unwrap().is_none());
     })
     .await;
 }

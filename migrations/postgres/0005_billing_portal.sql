@@ -22,7 +22,7 @@ CREATE INDEX portal_sessions_customer ON portal_sessions (customer_id);
 -- credential. Written in the transaction that changes the cap.
 CREATE TABLE limit_changes (
     seq         BIGSERIAL PRIMARY KEY,
-    customer_id TEXT NOT NULL REFERENCES customers (id),
+    customer_id TEXT NOT NULL,
     product     TEXT NOT NULL,
     old_amount  BIGINT,
     new_amount  BIGINT,
