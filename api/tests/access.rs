@@ -12,74 +12,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use api::http::openapi::{Access, OPERATIONS};
-use api::store::{self, Store};
 use axum::http::{Method, StatusCode};
-use common::{App, PgDb, TempDir, ADMIN};
+use common::{on_every_backend, rows, ADMIN};
 use serde_json::{json, Value};
-use sqlx::Connection;
-
-/// An app on every backend, with the URL of its database (to count rows below the service).
-async fn on_every_backend<F, Fut>(check: F)
-where
-    F: Fn(App, String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (sqlite, dir) = common::sqlite().await;
-    let url = format!("sqlite://{}/tally.db", dir.0.display());
-    check(App::on(sqlite, dir).await, url).await;
-    if let Ok(admin_url) = std::env::var("TALLY_TEST_POSTGRES_URL") {
-        let db = PgDb::create(&admin_url).await;
-        let pg: std::sync::Arc<dyn Store> = store::open(&db.url).await.unwrap();
-        pg.migrate().await.unwrap();
-        let app = App::on(pg.clone(), TempDir::new()).await;
-        check(app, db.url.clone()).await;
-        pg.close().await;
-        db.drop_now().await;
-    }
-}
-
-/// Rows per table, read straight from the database.
-async fn rows(url: &str) -> BTreeMap<String, i64> {
-    let mut out = BTreeMap::new();
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-        for t in tables {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{t}\""))
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-            out.insert(t, n);
-        }
-        conn.close().await.unwrap();
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-        for t in tables {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{t}\""))
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-            out.insert(t, n);
-        }
-        conn.close().await.unwrap();
-    }
-    assert!(out.contains_key("idempotency_keys") && out.contains_key("customers"), "{out:?}");
-    out
-}
 
 /// The credentials a route is probed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
