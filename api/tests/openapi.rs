@@ -81,11 +81,17 @@ fn every_operation_has_real_schemas_errors_and_the_right_security() {
     for op in api::http::openapi::OPERATIONS {
         let operation = &doc["paths"][op.path][op.method];
         let responses = operation["responses"].as_object().unwrap();
-        assert!(responses.keys().any(|s| s.starts_with('2') || s.starts_with('3')), "{} {}", op.method, op.path);
+        assert!(
+            responses.keys().any(|s| s.starts_with('2') || s.starts_with('3')),
+            "{} {}",
+            op.method,
+            op.path
+        );
         for (status, response) in responses {
             if status.starts_with('4') {
                 // The API's error body, or a page for a person at a browser (the billing page's own answers).
-                let error = response["$ref"].as_str().is_some_and(|r| r.starts_with("#/components/responses/Error"));
+                let error =
+                    response["$ref"].as_str().is_some_and(|r| r.starts_with("#/components/responses/Error"));
                 let page = response["content"]["text/html"]["schema"]["$ref"] == "#/components/schemas/Html";
                 assert!(error || (page && op.path.starts_with("/billing")), "{status} of {}", op.path);
             }
@@ -94,7 +100,11 @@ fn every_operation_has_real_schemas_errors_and_the_right_security() {
         assert_eq!(secured, op.access != api::http::openapi::Access::Public, "{} {}", op.method, op.path);
         assert_eq!(responses.contains_key("401"), secured, "{} {}", op.method, op.path);
         if op.body.is_some() {
-            let kind = if op.path.starts_with("/billing") { "application/x-www-form-urlencoded" } else { "application/json" };
+            let kind = if op.path.starts_with("/billing") {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/json"
+            };
             assert!(operation["requestBody"]["content"][kind]["schema"]["$ref"].is_string(), "{}", op.path);
         }
     }

@@ -42,7 +42,8 @@ async fn browse(
 
 /// A new portal link for `customer`, made with `token`: its path (`/billing/sessions/…`) and the session's id.
 async fn link(app: &App, customer: &str, token: &str) -> (String, String) {
-    let (status, body) = app.post(&format!("/v1/customers/{customer}/portal-sessions"), Some(token), json!({})).await;
+    let (status, body) =
+        app.post(&format!("/v1/customers/{customer}/portal-sessions"), Some(token), json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let url = body["url"].as_str().unwrap();
     let path = url.strip_prefix("http://tally.test").unwrap_or(url);
@@ -65,7 +66,8 @@ async fn open(app: &App, path: &str) -> String {
 
 /// The CSRF token the page's forms carry.
 fn csrf(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("the page has a csrf input") + "name=\"csrf\" value=\"".len();
+    let at = page.find("name=\"csrf\" value=\"").expect("the page has a csrf input")
+        + "name=\"csrf\" value=\"".len();
     page[at..at + page[at..].find('"').unwrap()].to_owned()
 }
 
@@ -92,7 +94,9 @@ async fn a_link_opens_once_into_a_session_for_its_customer_only() {
         let cookie = open(&app, &path).await;
         // Used: the same page as forged or expired, naming nothing.
         let before = rows(&url).await;
-        for dead in [path.clone(), "/billing/sessions/pl_forged".to_owned(), "/billing/sessions/%FF".to_owned()] {
+        for dead in
+            [path.clone(), "/billing/sessions/pl_forged".to_owned(), "/billing/sessions/%FF".to_owned()]
+        {
             let (status, headers, body) = browse(&app, Method::GET, &dead, None, None, &[]).await;
             assert!(status == StatusCode::GONE || status == StatusCode::NOT_FOUND, "{dead}: {status}");
             assert!(headers.get(header::SET_COOKIE).is_none());
@@ -104,7 +108,11 @@ async fn a_link_opens_once_into_a_session_for_its_customer_only() {
         assert_eq!(status, StatusCode::GONE);
         assert!(body.contains("can no longer be used"));
         let after_links = rows(&url).await;
-        assert_eq!(after_links["portal_sessions"], before["portal_sessions"] + 1, "only the new link was written");
+        assert_eq!(
+            after_links["portal_sessions"],
+            before["portal_sessions"] + 1,
+            "only the new link was written"
+        );
         // The page: the customer's, with a CSRF token; no cache, no frames.
         let (status, headers, page) = browse(&app, Method::GET, "/billing", Some(&cookie), None, &[]).await;
         assert_eq!(status, StatusCode::OK, "{page}");
@@ -113,10 +121,16 @@ async fn a_link_opens_once_into_a_session_for_its_customer_only() {
         assert_eq!(headers["x-frame-options"], "DENY");
         assert_eq!(csrf(&page).len(), 64);
         // Another customer's invoice is not there for the session.
-        app.post("/v1/usage", Some(ADMIN), json!({"events": [{"id": "z1", "customer_id": "zed", "meter": "events",
-            "quantity": 2000000, "timestamp": "2026-11-10T00:00:00Z"}]})).await;
+        app.post(
+            "/v1/usage",
+            Some(ADMIN),
+            json!({"events": [{"id": "z1", "customer_id": "zed", "meter": "events",
+            "quantity": 2000000, "timestamp": "2026-11-10T00:00:00Z"}]}),
+        )
+        .await;
         app.set_now("2026-12-02T00:00:00Z");
-        let (status, run) = app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await;
+        let (status, run) =
+            app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{run}");
         let id = run["id"].as_str().unwrap().to_owned();
         for _ in 0..200 {
@@ -135,10 +149,12 @@ async fn a_link_opens_once_into_a_session_for_its_customer_only() {
         let (path, _) = link(&app, "acme", ADMIN).await;
         let cookie = open(&app, &path).await;
         let (status, _, _) =
-            browse(&app, Method::GET, &format!("/billing/invoices/{zed_invoice}"), Some(&cookie), None, &[]).await;
+            browse(&app, Method::GET, &format!("/billing/invoices/{zed_invoice}"), Some(&cookie), None, &[])
+                .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, headers, html) =
-            browse(&app, Method::GET, &format!("/billing/invoices/{acme_invoice}"), Some(&cookie), None, &[]).await;
+            browse(&app, Method::GET, &format!("/billing/invoices/{acme_invoice}"), Some(&cookie), None, &[])
+                .await;
         assert_eq!(status, StatusCode::OK);
         assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
         assert!(html.contains("Bill to") && html.contains("1 – 30 November 2026"), "{html}");
@@ -169,28 +185,85 @@ async fn the_cap_form_saves_by_the_api_rules_and_refuses_cross_site_posts_writin
         let same = [("origin", "http://tally.test")];
         // Saved: a redirect to the page, which says so; the cap is the API's.
         let form = format!("csrf={token}&product=session_replay&limit=200");
-        let (status, headers, _) = browse(&app, Method::POST, "/billing/limits", Some(&cookie), Some(&form), &same).await;
+        let (status, headers, _) =
+            browse(&app, Method::POST, "/billing/limits", Some(&cookie), Some(&form), &same).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert_eq!(headers[header::LOCATION], "/billing?saved=session_replay");
         assert_eq!(limits(&app, "acme").await, json!({"session_replay": "200"}));
-        let (_, _, page) = browse(&app, Method::GET, "/billing?saved=session_replay", Some(&cookie), None, &[]).await;
+        let (_, _, page) =
+            browse(&app, Method::GET, "/billing?saved=session_replay", Some(&cookie), None, &[]).await;
         assert!(page.contains("Saved the cap on Session replay"), "the page says it was saved");
         // Refused, each writing nothing: no token, a wrong one, another site's origin, a cross-site fetch, no
         // session, a form the API's rules refuse.
         let before = rows(&url).await;
         let refusals: Vec<(String, Vec<(&str, &str)>, Option<&str>, StatusCode)> = vec![
             ("product=session_replay&limit=5".into(), same.to_vec(), Some(&cookie), StatusCode::FORBIDDEN),
-            (format!("csrf={}&product=session_replay&limit=5", "0".repeat(64)), same.to_vec(), Some(&cookie), StatusCode::FORBIDDEN),
-            (format!("csrf={token}&csrf={token}&product=session_replay&limit=5"), same.to_vec(), Some(&cookie), StatusCode::FORBIDDEN),
-            (format!("csrf={token}&product=session_replay&limit=5"), vec![("origin", "https://evil.test")], Some(&cookie), StatusCode::FORBIDDEN),
-            (format!("csrf={token}&product=session_replay&limit=5"), vec![("origin", "null")], Some(&cookie), StatusCode::FORBIDDEN),
-            (format!("csrf={token}&product=session_replay&limit=5"), vec![("sec-fetch-site", "cross-site")], Some(&cookie), StatusCode::FORBIDDEN),
-            (format!("csrf={token}&product=session_replay&limit=5"), same.to_vec(), None, StatusCode::UNAUTHORIZED),
-            (format!("csrf={token}&product=session_replay&limit=5"), same.to_vec(), Some("pc_forged"), StatusCode::UNAUTHORIZED),
-            (format!("csrf={token}&product=no_such_product&limit=5"), same.to_vec(), Some(&cookie), StatusCode::UNPROCESSABLE_ENTITY),
-            (format!("csrf={token}&product=session_replay&limit=-5"), same.to_vec(), Some(&cookie), StatusCode::UNPROCESSABLE_ENTITY),
-            (format!("csrf={token}&product=session_replay&limit=1e9"), same.to_vec(), Some(&cookie), StatusCode::UNPROCESSABLE_ENTITY),
-            (format!("csrf={token}&product=session_replay"), same.to_vec(), Some(&cookie), StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                format!("csrf={}&product=session_replay&limit=5", "0".repeat(64)),
+                same.to_vec(),
+                Some(&cookie),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                format!("csrf={token}&csrf={token}&product=session_replay&limit=5"),
+                same.to_vec(),
+                Some(&cookie),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                format!("csrf={token}&product=session_replay&limit=5"),
+                vec![("origin", "https://evil.test")],
+                Some(&cookie),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                format!("csrf={token}&product=session_replay&limit=5"),
+                vec![("origin", "null")],
+                Some(&cookie),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                format!("csrf={token}&product=session_replay&limit=5"),
+                vec![("sec-fetch-site", "cross-site")],
+                Some(&cookie),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                format!("csrf={token}&product=session_replay&limit=5"),
+                same.to_vec(),
+                None,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                format!("csrf={token}&product=session_replay&limit=5"),
+                same.to_vec(),
+                Some("pc_forged"),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                format!("csrf={token}&product=no_such_product&limit=5"),
+                same.to_vec(),
+                Some(&cookie),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                format!("csrf={token}&product=session_replay&limit=-5"),
+                same.to_vec(),
+                Some(&cookie),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                format!("csrf={token}&product=session_replay&limit=1e9"),
+                same.to_vec(),
+                Some(&cookie),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                format!("csrf={token}&product=session_replay"),
+                same.to_vec(),
+                Some(&cookie),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
         ];
         for (form, headers, cookie, expected) in &refusals {
             let (status, _, body) =
@@ -203,12 +276,20 @@ async fn the_cap_form_saves_by_the_api_rules_and_refuses_cross_site_posts_writin
         assert_eq!(rows(&url).await, before, "no refused form wrote anything");
         assert_eq!(limits(&app, "acme").await, json!({"session_replay": "200"}));
         // JSON, not a form: 415.
-        let (status, _, _) = browse(&app, Method::POST, "/billing/limits", Some(&cookie), None,
-            &[("content-type", "application/json"), ("origin", "http://tally.test")]).await;
+        let (status, _, _) = browse(
+            &app,
+            Method::POST,
+            "/billing/limits",
+            Some(&cookie),
+            None,
+            &[("content-type", "application/json"), ("origin", "http://tally.test")],
+        )
+        .await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         // Removing is one action: an empty limit. Then the API's key and the admin change it too.
         let form = format!("csrf={token}&product=session_replay&limit=");
-        let (status, _, _) = browse(&app, Method::POST, "/billing/limits", Some(&cookie), Some(&form), &[]).await;
+        let (status, _, _) =
+            browse(&app, Method::POST, "/billing/limits", Some(&cookie), Some(&form), &[]).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert_eq!(limits(&app, "acme").await, json!({}));
         let put = |token: String, body: Value| {
@@ -220,31 +301,51 @@ async fn the_cap_form_saves_by_the_api_rules_and_refuses_cross_site_posts_writin
         let (status, history) = app.get("/v1/customers/acme/limits/history?limit=2", Some(&key)).await;
         assert_eq!(status, StatusCode::OK);
         let changes = |page: &Value| -> Vec<(String, Value, Value, String)> {
-            page["data"].as_array().unwrap().iter().map(|c| (
-                c["product"].as_str().unwrap().to_owned(), c["old"].clone(), c["new"].clone(), c["by"].as_str().unwrap().to_owned())).collect()
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["product"].as_str().unwrap().to_owned(),
+                        c["old"].clone(),
+                        c["new"].clone(),
+                        c["by"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
         };
-        assert_eq!(changes(&history), [
-            ("product_analytics".to_owned(), json!("100"), json!("150"), "admin".to_owned()),
-            ("product_analytics".to_owned(), json!(null), json!("100"), "api_key".to_owned()),
-        ]);
+        assert_eq!(
+            changes(&history),
+            [
+                ("product_analytics".to_owned(), json!("100"), json!("150"), "admin".to_owned()),
+                ("product_analytics".to_owned(), json!(null), json!("100"), "api_key".to_owned()),
+            ]
+        );
         let cursor = history["next_cursor"].as_str().unwrap();
-        let (_, rest) = app.get(&format!("/v1/customers/acme/limits/history?limit=2&cursor={cursor}"), Some(&key)).await;
-        assert_eq!(changes(&rest), [
-            ("session_replay".to_owned(), json!("200"), json!(null), "portal".to_owned()),
-            ("session_replay".to_owned(), json!(null), json!("200"), "portal".to_owned()),
-        ]);
+        let (_, rest) =
+            app.get(&format!("/v1/customers/acme/limits/history?limit=2&cursor={cursor}"), Some(&key)).await;
+        assert_eq!(
+            changes(&rest),
+            [
+                ("session_replay".to_owned(), json!("200"), json!(null), "portal".to_owned()),
+                ("session_replay".to_owned(), json!(null), json!("200"), "portal".to_owned()),
+            ]
+        );
         assert_eq!(rest["next_cursor"], Value::Null);
         let (_, _, page) = browse(&app, Method::GET, "/billing", Some(&cookie), None, &[]).await;
         assert!(page.contains("id=\"history\""), "the page lists the changes");
         assert_eq!(page.matches("this page").count(), 2, "two changes made on the page");
         // The session ends: revoked by the admin.
-        let (status, revoked) = app.post(&format!("/v1/portal-sessions/{session}/revoke"), Some(ADMIN), json!({})).await;
+        let (status, revoked) =
+            app.post(&format!("/v1/portal-sessions/{session}/revoke"), Some(ADMIN), json!({})).await;
         assert_eq!(status, StatusCode::OK);
         assert!(revoked["revoked_at"].is_string());
         let (status, _, page) = browse(&app, Method::GET, "/billing", Some(&cookie), None, &[]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(page.contains("billing session has ended"));
-        let (status, _) = app.post(&format!("/v1/portal-sessions/{session}/revoke"), Some(&key), json!({})).await;
+        let (status, _) =
+            app.post(&format!("/v1/portal-sessions/{session}/revoke"), Some(&key), json!({})).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "the admin's alone");
     })
     .await;
@@ -263,7 +364,9 @@ async fn a_session_ends_after_an_hour_idle_after_twelve_hours_and_when_the_key_r
         let cookie = open(&app, &path).await;
         for step in 1..=14 {
             let minutes = step * 50;
-            app.set_now(&(common::at("2026-11-20T12:00:00Z") + chrono::Duration::minutes(minutes)).to_rfc3339());
+            app.set_now(
+                &(common::at("2026-11-20T12:00:00Z") + chrono::Duration::minutes(minutes)).to_rfc3339(),
+            );
             let expected = if minutes < 12 * 60 { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
             assert_eq!(page(cookie.clone()).await, expected, "at +{minutes} min");
         }
@@ -282,6 +385,176 @@ async fn a_session_ends_after_an_hour_idle_after_twelve_hours_and_when_the_key_r
         let (status, _) = app.post("/v1/customers/acme/api-keys", Some(ADMIN), json!({})).await;
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(page(cookie).await, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+/// The billing page's data, as the server put it in the page for the client.
+fn page_data(page: &str) -> pricing_ui::billing::BillingData {
+    let marker = format!("id=\"{}\">", pricing_ui::billing::DATA_ELEMENT_ID);
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("the page carries its data: {}", &page[..page.len().min(3000)]))
+        + marker.len();
+    let end = at + page[at..].find("</script>").unwrap();
+    serde_json::from_str(&page[at..end]).unwrap()
+}
+
+/// The usage a period's bill drops per meter of a product, from a bill's JSON.
+fn dropped_in(bill: &Value, product: &str) -> Vec<(String, rust_decimal::Decimal)> {
+    bill["spend_limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["product"] == product)
+        .flat_map(|l| l["meters"].as_array().unwrap().iter())
+        .map(|m| (m["meter"].as_str().unwrap().to_owned(), m["dropped"].as_str().unwrap().parse().unwrap()))
+        .collect()
+}
+
+/// The page's prediction for a cap, made before saving, is what happens: random paces and caps (seeded by proptest,
+/// replayable). With the clock pinned, the prediction (from the data the page was rendered with, by billing-core's
+/// `cap_outlook`, the code the browser runs) equals the usage view's answer once the cap is saved — the instant the
+/// cap will be reached (`projected_cap_at`) and the usage dropped by the period's end — and, once the projected usage
+/// is sent, the usage the period's bill drops.
+#[test]
+fn the_cap_consequences_shown_before_saving_are_what_happens() {
+    use pricing_ui::billing::{preview_cap, CapEffect};
+    use proptest::prelude::*;
+    let book = billing_core::PriceBook::default_book().unwrap();
+    let mut runner =
+        proptest::test_runner::TestRunner::new(ProptestConfig { cases: 24, ..ProptestConfig::default() });
+    let products = ["session_replay", "product_analytics", "feature_flags", "surveys"];
+    let strategy = (0..products.len(), 1_u64..=3_000_000, 0_u64..=2_000, 1_u32..=28, 0_u32..=86_399);
+    runner
+        .run(&strategy, |(which, usage, cap, day, second)| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let app = App::new().await;
+                app.customer("acme").await;
+                let product = book.product(products[which]).unwrap();
+                let meter = product.metered.meter.to_string();
+                let now = common::at("2026-11-01T00:00:00Z")
+                    + chrono::Duration::days(i64::from(day))
+                    + chrono::Duration::seconds(i64::from(second));
+                app.set_now(&now.to_rfc3339());
+                let (status, body) = app
+                    .post(
+                        "/v1/usage",
+                        Some(ADMIN),
+                        json!({"events": [{"id": "so-far",
+                    "customer_id": "acme", "meter": meter, "quantity": usage.to_string(),
+                    "timestamp": now.to_rfc3339()}]}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                let (path, _) = link(&app, "acme", ADMIN).await;
+                let cookie = open(&app, &path).await;
+                let (_, _, page) = browse(&app, Method::GET, "/billing", Some(&cookie), None, &[]).await;
+                let data = page_data(&page);
+                let key = product.metered.key.to_string();
+                let preview = preview_cap(&book, &data, &key, &cap.to_string());
+                let (_, before) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
+                // Saved through the page's form.
+                let form = format!("csrf={}&product={key}&limit={cap}", csrf(&page));
+                let (status, _, body) =
+                    browse(&app, Method::POST, "/billing/limits", Some(&cookie), Some(&form), &[]).await;
+                assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+                let (_, view) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
+                let cap_view =
+                    view["caps"].as_array().unwrap().iter().find(|c| c["product"] == key.as_str()).cloned();
+                let context = format!("{key} usage {usage} cap {cap} at {now}: {:?}", preview.effect);
+                match &preview.effect {
+                    CapEffect::FromNextPeriod => {
+                        // Pinned for this period: the API keeps this period's amount; the cap is in force.
+                        let (_, limits) = app.get("/v1/customers/acme/limits", Some(ADMIN)).await;
+                        assert_eq!(limits[&key], cap.to_string(), "{context}");
+                        assert_eq!(view["bill"]["total"], before["bill"]["total"], "{context}");
+                        assert!(cap_view.is_some(), "{context}");
+                    }
+                    CapEffect::NotReached => {
+                        let c = cap_view.expect("a capped product has a cap entry");
+                        assert_eq!(c["reached"], false, "{context}");
+                        assert_eq!(c["projected_cap_at"], Value::Null, "{context}");
+                        assert!(
+                            dropped_in(&view["projected"]["bill"], &key).iter().all(|(_, q)| q.is_zero()),
+                            "{context}"
+                        );
+                    }
+                    CapEffect::Reaches(at, dropped) => {
+                        let c = cap_view.expect("a capped product has a cap entry");
+                        assert_eq!(
+                            c["projected_cap_at"],
+                            json!(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+                            "{context}"
+                        );
+                        let projected = dropped_in(&view["projected"]["bill"], &key);
+                        let predicted: Vec<_> = dropped.iter().map(|(m, q)| (m.clone(), *q)).collect();
+                        assert_eq!(projected, predicted, "{context}");
+                        // The projected usage sent: the period's bill drops what was predicted.
+                        let projected_usage: rust_decimal::Decimal =
+                            view["projected"]["usage"][&meter].as_str().unwrap().parse().unwrap();
+                        let extra = projected_usage - rust_decimal::Decimal::from(usage);
+                        if !extra.is_zero() {
+                            let (status, body) = app
+                                .post(
+                                    "/v1/usage",
+                                    Some(ADMIN),
+                                    json!({"events": [{"id": "the-rest",
+                                "customer_id": "acme", "meter": meter, "quantity": extra.to_string(),
+                                "timestamp": now.to_rfc3339()}]}),
+                                )
+                                .await;
+                            assert_eq!(status, StatusCode::OK, "{body}");
+                        }
+                        let (_, after) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
+                        assert_eq!(dropped_in(&after["bill"], &key), predicted, "{context}");
+                    }
+                    other => panic!("a valid cap in the open period: {other:?} ({context})"),
+                }
+            });
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The bill the page shows for a period is the invoice the period gets.
+#[tokio::test]
+async fn the_page_shows_the_bill_the_invoice_will_have() {
+    on_every_backend(|app, _| async move {
+        app.customer("acme").await;
+        app.call(Method::PUT, "/v1/customers/acme/limits", Some(ADMIN), Some(json!({"session_replay": "50"}))).await;
+        let (status, body) = app.post("/v1/usage", Some(ADMIN), json!({"events": [
+            {"id": "1", "customer_id": "acme", "meter": "recordings", "quantity": 40000, "timestamp": "2026-11-10T00:00:00Z"},
+            {"id": "2", "customer_id": "acme", "meter": "events", "quantity": 3000000, "timestamp": "2026-11-12T00:00:00Z"}]})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        app.set_now("2026-11-30T23:00:00Z");
+        let (path, _) = link(&app, "acme", ADMIN).await;
+        let cookie = open(&app, &path).await;
+        let (status, _, page) = browse(&app, Method::GET, "/billing", Some(&cookie), None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let data = page_data(&page);
+        let (_, view) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
+        assert_eq!(data.so_far.total.to_string(), view["bill"]["total"].as_str().unwrap());
+        assert!(page.contains("Cap reached on 10 November 2026"), "the day the cap was reached");
+        assert!(page.contains("dropped since"), "and what was dropped");
+        app.set_now("2026-12-01T01:00:00Z");
+        let (status, run) = app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let id = run["id"].as_str().unwrap().to_owned();
+        for _ in 0..200 {
+            if app.get(&format!("/v1/invoice-runs/{id}"), Some(ADMIN)).await.1["status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (_, list) = app.get("/v1/invoices?customer_id=acme", Some(ADMIN)).await;
+        assert_eq!(list["data"][0]["total"].as_str().unwrap(), data.so_far.total.to_string(), "the invoice is the page's bill");
+        // The past period, picked on the page, shows the invoice's bill (a new session: two hours idle ended it).
+        let (path, _) = link(&app, "acme", ADMIN).await;
+        let cookie = open(&app, &path).await;
+        let (_, _, page) = browse(&app, Method::GET, "/billing?period=2026-11-01", Some(&cookie), None, &[]).await;
+        assert_eq!(page_data(&page).so_far.total, data.so_far.total);
     })
     .await;
 }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use api::store::PricingError;
 use api::store::{
-    self, AddonSince, AlertRow, BatchDone, ClaimCursor, CommitmentRow, CreditEntry, CustomerRow, Due,
-    CredentialKind, Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport, PricedInvoice,
-    RunRow, Store, StoredBook, Transition,
+    self, AddonSince, AlertRow, BatchDone, ClaimCursor, CommitmentRow, CredentialKind, CreditEntry,
+    CustomerRow, Due, Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport,
+    PricedInvoice, RunRow, Store, StoredBook, Transition,
 };
 use common::PgDb;
 use sqlx::Connection;
@@ -811,10 +811,15 @@ async fn a_portal_link_opens_once_and_its_session_ends_idle_revoked_or_rotated()
         // Idle: each use (written at most once a minute) keeps it alive for `idle` more; then it ends.
         const H: i64 = 3_600_000_000;
         let t = 1_000_000;
-        s.insert_portal_session(&PortalSessionRow { link_expires_at: 10 * H, ..row("ps6") }, "link-6").await.unwrap();
+        s.insert_portal_session(&PortalSessionRow { link_expires_at: 10 * H, ..row("ps6") }, "link-6")
+            .await
+            .unwrap();
         s.open_portal_link("link-6", "cookie-6", t, t + 12 * H).await.unwrap().unwrap();
         assert!(s.portal_session("cookie-6", t + H - 1, H).await.unwrap().is_some());
-        assert!(s.portal_session("cookie-6", t + 2 * H - 2, H).await.unwrap().is_some(), "the use at H−1 counts");
+        assert!(
+            s.portal_session("cookie-6", t + 2 * H - 2, H).await.unwrap().is_some(),
+            "the use at H−1 counts"
+        );
         assert!(s.portal_session("cookie-6", t + 3 * H - 1, H).await.unwrap().is_none(), "an hour idle");
         // Past its absolute end: ended.
         assert!(s.open_portal_link("link-2", "cookie-2", 10, 30).await.unwrap().is_some());

@@ -63,7 +63,9 @@ pub use commitment::{apply_credit, release_schedule, CommitmentTerms, CreditAppl
 pub use error::{Error, Issue, Result};
 pub use money::{Amount, Currency, Rounding};
 pub use period::{BillingPeriod, Proration};
-pub use projection::{cap_outlook, limit_forecast, project_month_end, project_request, CapOutlook, LimitForecast};
+pub use projection::{
+    cap_outlook, limit_forecast, project_month_end, project_request, CapOutlook, LimitForecast,
+};
 pub use quantity::Quantity;
 pub use request::{AddonChoice, CommitmentChoice, QuoteRequest};
 pub use spend_limit::{

@@ -4,13 +4,13 @@ use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::bill::{compute, LimitSummary};
+use crate::catalog::PriceBook;
 use crate::error::{Error, Result};
 use crate::exact;
 use crate::money::{round_to, Rounding};
 use crate::period::BillingPeriod;
 use crate::quantity::Quantity;
-use crate::bill::{compute, LimitSummary};
-use crate::catalog::PriceBook;
 use crate::request::QuoteRequest;
 use crate::spend_limit::Admission;
 

@@ -244,6 +244,20 @@ pub enum CapEffect {
     PeriodOver,
 }
 
+impl CapEffect {
+    /// One word for the kind of effect: `removed`, `invalid`, `next-period`, `reaches`, `not-reached`, `ended`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CapEffect::Removed => "removed",
+            CapEffect::Invalid(_) => "invalid",
+            CapEffect::FromNextPeriod => "next-period",
+            CapEffect::Reaches(..) => "reaches",
+            CapEffect::NotReached => "not-reached",
+            CapEffect::PeriodOver => "ended",
+        }
+    }
+}
+
 /// A cap being typed: how much of the product's own meter it pays for a month (`None`: every unit), and its
 /// effect at the current pace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,7 +365,10 @@ pub fn BillingApp(book: Arc<PriceBook>, data: Arc<BillingData>) -> impl IntoView
     let days_left = (data.period_end - data.now).num_days().max(0);
     let period = period_words(data.period_start, data.period_end);
     let period_note = if data.current {
-        format!("{period} · {} left", if days_left == 1 { "1 day".to_owned() } else { format!("{days_left} days") })
+        format!(
+            "{period} · {} left",
+            if days_left == 1 { "1 day".to_owned() } else { format!("{days_left} days") }
+        )
     } else {
         format!("{period} · ended")
     };
@@ -479,19 +496,36 @@ fn CapForm(book: Arc<PriceBook>, data: Arc<BillingData>, product: ProductData) -
     let currency = book.currency();
     let initial = product.cap.map(|c| c.normalize().to_string()).unwrap_or_default();
     let typed = RwSignal::new(initial.clone());
+    let preview = {
+        let (book, data, key) = (book.clone(), data.clone(), product.key.clone());
+        Memo::new(move |_| typed.with(|t| preview_cap(&book, &data, &key, t)))
+    };
     let words = {
-        let (book, data, product) = (book.clone(), data.clone(), product.clone());
-        Memo::new(move |_| {
-            typed.with(|t| {
-                let preview = preview_cap(&book, &data, &product.key, t);
-                preview_words(currency, &product, t, &preview)
-            })
+        let product = product.clone();
+        move || typed.with(|t| preview.with(|p| preview_words(currency, &product, t, p)))
+    };
+    // The prediction, machine-readable (the browser tests compare it with the API's answer once saved).
+    let effect = move || preview.with(|p| p.effect.kind());
+    let reaches_at = move || {
+        preview.with(|p| match &p.effect {
+            CapEffect::Reaches(at, _) => at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            _ => String::new(),
+        })
+    };
+    let dropped = move || {
+        preview.with(|p| match &p.effect {
+            CapEffect::Reaches(_, d) => {
+                d.iter().map(|(m, q)| format!("{m}={}", q.normalize())).collect::<Vec<_>>().join(";")
+            }
+            _ => String::new(),
         })
     };
     let id = format!("cap-{}", product.key);
     let words_id = format!("cap-effect-{}", product.key);
     let current = match (product.cap, product.pinned) {
-        (Some(c), Some(p)) => format!("Cap {} (this period kept at {})", money(currency, c), money(currency, p)),
+        (Some(c), Some(p)) => {
+            format!("Cap {} (this period kept at {})", money(currency, c), money(currency, p))
+        }
         (Some(c), None) => format!("Cap {}", money(currency, c)),
         (None, _) => "No cap: all usage is billed".to_owned(),
     };
@@ -519,7 +553,8 @@ fn CapForm(book: Arc<PriceBook>, data: Arc<BillingData>, product: ProductData) -
                 <button type="submit">"Save cap"</button>
             </form>
             {remove}
-            <p class="cap-effect" id=words_id aria-live="polite">{words}</p>
+            <p class="cap-effect" id=words_id aria-live="polite" data-effect=effect data-reaches-at=reaches_at
+                data-dropped=dropped>{words}</p>
         </div>
     }
 }

@@ -25,7 +25,9 @@ pub(crate) fn hydrate() {
         }
     };
     // The billing page carries its data beside the book; the pricing page reads its state from the URL.
-    if let Some(text) = document().get_element_by_id(crate::billing::DATA_ELEMENT_ID).and_then(|e| e.text_content()) {
+    if let Some(text) =
+        document().get_element_by_id(crate::billing::DATA_ELEMENT_ID).and_then(|e| e.text_content())
+    {
         let data = match serde_json::from_str::<crate::billing::BillingData>(&text) {
             Ok(data) => Arc::new(data),
             Err(e) => {

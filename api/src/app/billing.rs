@@ -56,7 +56,8 @@ impl Service {
         let alerts =
             self.store.alerts(&customer.id).await?.into_iter().filter(|a| a.period_start == start).collect();
         let mut invoices = Vec::new();
-        let filter = InvoiceFilter { customer_id: Some(customer.id.clone()), period_start: None, status: None };
+        let filter =
+            InvoiceFilter { customer_id: Some(customer.id.clone()), period_start: None, status: None };
         // Invoices page by id (creation order): read them all, keep the newest.
         let mut cursor: Option<String> = None;
         loop {
@@ -83,7 +84,19 @@ impl Service {
             p = Self::period_of(&customer, p.start() - chrono::Duration::seconds(1))?;
         }
         let current = period.start() <= now && now < period.end();
-        Ok(BillingOverview { customer, view, daily, limits, alerts, invoices, history, credit, periods, current, now })
+        Ok(BillingOverview {
+            customer,
+            view,
+            daily,
+            limits,
+            alerts,
+            invoices,
+            history,
+            credit,
+            periods,
+            current,
+            now,
+        })
     }
 }
 

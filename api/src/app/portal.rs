@@ -61,7 +61,11 @@ impl Service {
     ///
     /// # Errors
     /// `NotFound` for an unknown customer.
-    pub async fn create_portal_session(&self, customer_id: &str, by: CredentialKind) -> Outcome<NewPortalSession> {
+    pub async fn create_portal_session(
+        &self,
+        customer_id: &str,
+        by: CredentialKind,
+    ) -> Outcome<NewPortalSession> {
         self.customer(customer_id).await?;
         let now = micros(self.now());
         let token = new_secret("pl_").map_err(internal)?;
@@ -93,7 +97,12 @@ impl Service {
         let secret = new_secret("pc_").map_err(internal)?;
         let session = self
             .store
-            .open_portal_link(&hex(&hash_secret(token)), &hex(&hash_secret(&secret)), now, now + ABSOLUTE_MICROS)
+            .open_portal_link(
+                &hex(&hash_secret(token)),
+                &hex(&hash_secret(&secret)),
+                now,
+                now + ABSOLUTE_MICROS,
+            )
             .await?;
         Ok(session.map(|session| OpenedSession { session, secret }))
     }

@@ -244,11 +244,9 @@ async fn portal(state: &AppState, headers: &HeaderMap) -> Result<Portal, Respons
     let ended = || super::render::session_ended().into_response();
     let Some(secret) = cookie(headers, PORTAL_COOKIE) else { return Err(ended()) };
     match state.service.portal_session(secret).await {
-        Ok(Some(session)) => Ok(Portal {
-            customer_id: session.customer_id,
-            session_id: session.id,
-            secret: secret.to_owned(),
-        }),
+        Ok(Some(session)) => {
+            Ok(Portal { customer_id: session.customer_id, session_id: session.id, secret: secret.to_owned() })
+        }
         Ok(None) => Err(ended()),
         Err(e) => Err(ApiError::from(e).into_response()),
     }
@@ -295,11 +293,16 @@ impl axum::extract::FromRequest<AppState> for PortalForm {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let portal = <Portal as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state)
-            .await?;
+        let portal =
+            <Portal as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state)
+                .await?;
         let refused = || {
-            ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "this form did not come from your billing page")
-                .into_response()
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "this form did not come from your billing page",
+            )
+            .into_response()
         };
         if !same_site(&parts.headers) {
             return Err(refused());
@@ -318,13 +321,14 @@ impl axum::extract::FromRequest<AppState> for PortalForm {
             .into_response());
         }
         let bytes = axum::body::to_bytes(body, state.max_body).await.map_err(|_| {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the form is too large").into_response()
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the form is too large")
+                .into_response()
         })?;
         let mut fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_form", "the form cannot be read").into_response()
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_form", "the form cannot be read")
+                .into_response()
         })?;
-        let csrf: Vec<String> =
-            fields.iter().filter(|(k, _)| k == "csrf").map(|(_, v)| v.clone()).collect();
+        let csrf: Vec<String> = fields.iter().filter(|(k, _)| k == "csrf").map(|(_, v)| v.clone()).collect();
         if csrf.len() != 1 || !portal.csrf_matches(&csrf[0]) {
             return Err(refused());
         }

@@ -55,8 +55,8 @@ pub(super) async fn open_link(State(state): State<AppState>, Id(token): Id) -> A
 /// A 303 to `to`, with a small HTML body for clients that show it.
 fn see_other(to: &str) -> Response {
     let body = format!("<!doctype html><title>Redirecting</title><a href=\"{to}\">Continue</a>");
-    let mut response = (StatusCode::SEE_OTHER, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body)
-        .into_response();
+    let mut response =
+        (StatusCode::SEE_OTHER, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
     if let Ok(location) = HeaderValue::from_str(to) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -90,12 +90,15 @@ pub(super) async fn billing_page(
         None => (now, None),
         Some(p) => match NaiveDate::parse_from_str(p, "%Y-%m-%d") {
             Ok(d) => (d.and_hms_opt(12, 0, 0).map_or(now, |t| t.and_utc()), None),
-            Err(_) => (now, Some("That period is not a date such as 2026-11-01: showing the open one.".to_owned())),
+            Err(_) => {
+                (now, Some("That period is not a date such as 2026-11-01: showing the open one.".to_owned()))
+            }
         },
     };
     if let Some(product) = q.saved.as_deref() {
         let book = state.service.book_at(now);
-        let name = book.product(product).map_or_else(|| "the product".to_owned(), |p| p.metered.name.to_string());
+        let name =
+            book.product(product).map_or_else(|| "the product".to_owned(), |p| p.metered.name.to_string());
         notice = Some(format!("Saved the cap on {name}."));
     }
     let overview = match state.service.billing_overview(&portal.customer_id, at.min(now)).await {
@@ -134,21 +137,27 @@ pub(super) async fn save_cap(
         Some(l) => match billing_core::wire::parse_decimal(&l.replace(',', "")) {
             Ok(d) => Some(d),
             Err(m) => {
-                issues.push(billing_core::Issue::new(format!("limits.{}", billing_core::error::echo(&product)), m));
+                issues.push(billing_core::Issue::new(
+                    format!("limits.{}", billing_core::error::echo(&product)),
+                    m,
+                ));
                 None
             }
         },
     };
     let customer = state.service.customer(&portal.customer_id).await?;
-    let outcome =
-        state.service.set_limits(&customer, vec![(product.clone(), change)], issues, CredentialKind::Portal).await;
+    let outcome = state
+        .service
+        .set_limits(&customer, vec![(product.clone(), change)], issues, CredentialKind::Portal)
+        .await;
     match outcome {
         Ok(()) => Ok(see_other(&format!("/billing?saved={}", encode(&product)))),
         Err(Failure::Invalid(issues)) => {
             let words: Vec<String> = issues.iter().map(|i| i.message.clone()).collect();
             let notice = Some(format!("The cap was not saved: {}", words.join("; ")));
             let overview = state.service.billing_overview(&portal.customer_id, state.service.now()).await?;
-            let request = Request::builder().uri("/billing").body(Body::empty()).map_err(|e| ApiError::internal(&e))?;
+            let request =
+                Request::builder().uri("/billing").body(Body::empty()).map_err(|e| ApiError::internal(&e))?;
             render(&state, &portal, overview, notice, StatusCode::UNPROCESSABLE_ENTITY, request).await
         }
         Err(e) => Err(e.into()),
@@ -181,14 +190,19 @@ pub(super) async fn invoice(
     let bill = state.service.invoice_bill(&invoice)?;
     let customer = state.service.customer(&portal.customer_id).await?;
     let response = match q.format.as_deref().unwrap_or("html") {
-        "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], super::render::invoice_csv(&invoice, &bill))
-            .into_response(),
+        "csv" => {
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], super::render::invoice_csv(&invoice, &bill))
+                .into_response()
+        }
         "html" => {
             let html = super::render::invoice_html(&invoice, &bill, &customer.name, &state.seller);
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
         }
         _ => {
-            return Err(ApiError::invalid(vec![billing_core::Issue::new("format", "expected `html` or `csv`")]));
+            return Err(ApiError::invalid(vec![billing_core::Issue::new(
+                "format",
+                "expected `html` or `csv`",
+            )]));
         }
     };
     Ok(no_store(response))
@@ -255,7 +269,11 @@ fn tier_rows(book: &PriceBook, bill: &Bill<'_>, product: &str) -> Vec<TierRow> {
             rows.push(TierRow {
                 line: line.name.to_string(),
                 tier: format!("tier {} ({range})", s.tier),
-                units: format!("{} × {}", pricing_ui::billing::units(s.units, unit), unit_price(currency, s.unit_amount)),
+                units: format!(
+                    "{} × {}",
+                    pricing_ui::billing::units(s.units, unit),
+                    unit_price(currency, s.unit_amount)
+                ),
                 amount: s.amount,
             });
         }
@@ -308,7 +326,10 @@ fn product_data(book: &PriceBook, o: &BillingOverview, product: &billing_core::P
         tiers: tier_rows(book, &view.bill, &key),
         daily,
         cap: limit.map(|l| Decimal::from(l.amount)),
-        pinned: limit.and_then(|l| l.pinned).filter(|(s, _)| *s == period_start).map(|(_, a)| Decimal::from(a)),
+        pinned: limit
+            .and_then(|l| l.pinned)
+            .filter(|(s, _)| *s == period_start)
+            .map(|(_, a)| Decimal::from(a)),
         reached_at: caps.and_then(|c| c.1),
         projected_at: caps.and_then(|c| c.2),
         dropped,
@@ -375,7 +396,13 @@ fn billing_data(
         alerts: o
             .alerts
             .iter()
-            .map(|a| Ok(AlertData { product: name(&a.product), threshold: decimal(&a.threshold)?, at: instant(a.detected_at)? }))
+            .map(|a| {
+                Ok(AlertData {
+                    product: name(&a.product),
+                    threshold: decimal(&a.threshold)?,
+                    at: instant(a.detected_at)?,
+                })
+            })
             .collect::<ApiResult<_>>()?,
         invoices: o
             .invoices

@@ -14,7 +14,11 @@ pub use super::routes::{Access, Operation, OPERATIONS};
 fn error_responses(op: &Operation) -> Vec<(u16, &'static str)> {
     let mut out = Vec::new();
     if op.body.is_some() {
-        out.extend([(400, "malformed body"), (413, "the body is too large"), (415, "not the body's media type")]);
+        out.extend([
+            (400, "malformed body"),
+            (413, "the body is too large"),
+            (415, "not the body's media type"),
+        ]);
     }
     if op.access != Access::Public {
         out.push((401, "no or unknown credentials"));
@@ -84,7 +88,8 @@ pub fn document() -> Value {
                 json!({"schema": {"type": "string", "description": "a printable invoice"}});
         }
         if let Some(body) = op.body {
-            let kind = if body == "CapForm" { "application/x-www-form-urlencoded" } else { "application/json" };
+            let kind =
+                if body == "CapForm" { "application/x-www-form-urlencoded" } else { "application/json" };
             operation["requestBody"] = json!({"required": true, "content": {kind: {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
         }
         operation["security"] = match op.access {

@@ -119,7 +119,12 @@ fn day_words(micros: i64) -> String {
 /// The invoice as a printable HTML page: seller and customer, number, issue and due dates, the period in words,
 /// quantities with separators and plural units, every amount at the currency's minor unit with its symbol, each
 /// tier slice with its unit price; print styles fit a typical bill on one A4 or Letter page.
-pub fn invoice_html(invoice: &InvoiceRow, bill: &Bill<'_>, customer: &str, seller: &super::state::Seller) -> String {
+pub fn invoice_html(
+    invoice: &InvoiceRow,
+    bill: &Bill<'_>,
+    customer: &str,
+    seller: &super::state::Seller,
+) -> String {
     use pricing_ui::billing::{period_words, units};
     use pricing_ui::format::{money, unit_price};
     let currency = bill.currency;
@@ -141,7 +146,9 @@ pub fn invoice_html(invoice: &InvoiceRow, bill: &Bill<'_>, customer: &str, selle
         let unit = line.unit.as_deref().unwrap_or("unit");
         for s in line.tiers.iter().flat_map(|t| t.iter()) {
             let range = match s.up_to {
-                Some(u) => format!("{} – {}", pricing_ui::format::grouped(s.from), pricing_ui::format::grouped(u)),
+                Some(u) => {
+                    format!("{} – {}", pricing_ui::format::grouped(s.from), pricing_ui::format::grouped(u))
+                }
                 None => format!("over {}", pricing_ui::format::grouped(s.from)),
             };
             let flat = if s.flat_amount.is_zero() {
@@ -256,7 +263,10 @@ fn notice(
     );
     (
         status,
-        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"), (axum::http::header::CACHE_CONTROL, "no-store")],
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
         html,
     )
 }

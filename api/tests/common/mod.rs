@@ -242,4 +242,3 @@ pub async fn rows(url: &str) -> BTreeMap<String, i64> {
     assert!(out.contains_key("idempotency_keys") && out.contains_key("customers"), "{out:?}");
     out
 }
-

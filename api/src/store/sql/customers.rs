@@ -68,11 +68,13 @@ where
     pub(super) async fn write_key(&self, customer_id: &str, key_hash: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         // A new key ends every billing-portal session of the customer.
-        sqlx::query("UPDATE portal_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(customer_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE portal_sessions SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(customer_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE customer_id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(customer_id)

@@ -8,7 +8,8 @@ use crate::store::backend::Backend;
 use crate::store::error::StoreResult;
 use crate::store::types::{DailyUsage, LimitChange, PortalSessionRow};
 
-const SESSION_COLUMNS: &str = "id, customer_id, link_expires_at, opened_at, last_seen_at, expires_at, revoked_at, \
+const SESSION_COLUMNS: &str =
+    "id, customer_id, link_expires_at, opened_at, last_seen_at, expires_at, revoked_at, \
     created_by, created_at";
 
 /// How often a session's last use is written: a page load within a minute of the last write writes nothing.
@@ -30,7 +31,11 @@ where
     for<'s> &'s str: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
     usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
 {
-    pub(super) async fn write_portal_session(&self, s: &PortalSessionRow, link_hash: &str) -> StoreResult<()> {
+    pub(super) async fn write_portal_session(
+        &self,
+        s: &PortalSessionRow,
+        link_hash: &str,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO portal_sessions (id, customer_id, link_hash, link_expires_at, created_by, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -140,7 +145,11 @@ where
             .collect())
     }
 
-    pub(super) async fn read_daily(&self, customer_id: &str, period_start: i64) -> StoreResult<Vec<DailyUsage>> {
+    pub(super) async fn read_daily(
+        &self,
+        customer_id: &str,
+        period_start: i64,
+    ) -> StoreResult<Vec<DailyUsage>> {
         let rows = sqlx::query(
             "SELECT meter, day, events_micros FROM usage_daily WHERE customer_id = $1 AND period_start = $2
              ORDER BY meter, day",
@@ -151,7 +160,11 @@ where
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| DailyUsage { meter: r.get("meter"), day: r.get("day"), events_micros: r.get("events_micros") })
+            .map(|r| DailyUsage {
+                meter: r.get("meter"),
+                day: r.get("day"),
+                events_micros: r.get("events_micros"),
+            })
             .collect())
     }
 }
