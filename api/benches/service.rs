@@ -13,6 +13,9 @@
 //! 2. **Quotes**: `wrk` with 2 threads and 32 connections, 10 s of `POST /v1/quotes` → requests/s, p50, p99.
 //! 3. **Usage view** of a customer with 1,000,000 stored events (written through the store): 1,000 sequential
 //!    `GET /v1/customers/{id}/usage` → p50, p99.
+//! 4. **The billing page** of a customer with 1,000,000 events spread over the period so far, a cap reached:
+//!    200 sequential `GET /billing` (server render, uncompressed) → p50, p99, bytes; and the daily chart's read, as
+//!    kept at ingestion (`usage_daily`) and as it would be computed from the stored events (`GROUP BY` day).
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -304,6 +307,16 @@ fn main() {
     let (p50, p99, events) = usage_view_latency(&rt, &sqlite("view"));
     println!("usage view of a customer with {events} + {events} stored events (1,000 sequential GETs): p50 {p50:?}, p99 {p99:?}");
 
+    let page = billing_page_latency(&rt, &sqlite("billing"));
+    println!(
+        "billing page, 1,000,000 events in the period, a cap reached (200 sequential GET /billing): p50 {:?}, p99 {:?}, {} bytes",
+        page.p50, page.p99, page.bytes
+    );
+    println!(
+        "  daily chart read (SQLite, 100 reads): kept at ingestion p50 {:?}; computed from the events p50 {:?}",
+        page.daily_kept, page.daily_computed
+    );
+
     if let Some(admin) = &pg_admin {
         for name in pg_dbs {
             let _ = Command::new("psql")
@@ -312,4 +325,105 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct PageTimes {
+    p50: Duration,
+    p99: Duration,
+    bytes: usize,
+    daily_kept: Duration,
+    daily_computed: Duration,
+}
+
+/// The median of 100 runs of `query` on `database`.
+fn median_query(rt: &tokio::runtime::Runtime, database: &str, query: &str, period_start: i64) -> Duration {
+    rt.block_on(async {
+        let (pool, _alive) = store::sqlite_pool(database).await.expect("pool");
+        let mut times = Vec::with_capacity(100);
+        for _ in 0..100 {
+            let started = Instant::now();
+            let rows: Vec<(String, i64, i64)> =
+                sqlx::query_as(query).bind("big").bind(period_start).fetch_all(&pool).await.expect("query");
+            assert!(!rows.is_empty());
+            times.push(started.elapsed());
+        }
+        pool.close().await;
+        times.sort();
+        times[50]
+    })
+}
+
+fn billing_page_latency(rt: &tokio::runtime::Runtime, database: &str) -> PageTimes {
+    let server = Server::start(database);
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    post(&agent, &format!("{}/v1/customers", server.url), &json!({"id": "big", "name": "Big"}));
+    let view: Value = agent
+        .get(&format!("{}/v1/customers/big/usage", server.url))
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .expect("view")
+        .into_json()
+        .expect("json");
+    let start = chrono::DateTime::parse_from_rfc3339(view["period"]["start"].as_str().expect("period start"))
+        .expect("an instant")
+        .timestamp_micros();
+    // Spread over the period so far (at least a day), one event a few seconds apart.
+    let elapsed = (chrono::Utc::now().timestamp_micros() - start).max(86_400_000_000);
+    rt.block_on(async {
+        let store = store::open(database).await.expect("store");
+        for b in 0..1_000_i64 {
+            let events: Vec<NewEvent> = (0..1_000_i64)
+                .map(|i| NewEvent {
+                    customer_id: "big".into(),
+                    event_id: format!("b{b}e{i}"),
+                    meter: if i % 2 == 0 { "events".into() } else { "recordings".into() },
+                    quantity_micros: 1_000_000,
+                    occurred_at: start + (b * 1_000 + i) * (elapsed / 1_000_000),
+                    period_start: start,
+                })
+                .collect();
+            store.insert_events(&events, 0).await.expect("insert");
+        }
+        store.close().await;
+    });
+    agent
+        .put(&format!("{}/v1/customers/big/limits", server.url))
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .send_json(json!({"session_replay": "50"}))
+        .expect("cap");
+    let link = post(&agent, &format!("{}/v1/customers/big/portal-sessions", server.url), &json!({}));
+    let opened = agent.get(link["url"].as_str().expect("url")).call().expect("303");
+    let cookie = opened.header("set-cookie").expect("cookie").split(';').next().expect("pair").to_owned();
+    let mut times = Vec::with_capacity(200);
+    let mut bytes = 0;
+    for _ in 0..200 {
+        let started = Instant::now();
+        let page = agent
+            .get(&format!("{}/billing", server.url))
+            .set("Cookie", &cookie)
+            .call()
+            .expect("page")
+            .into_string()
+            .expect("html");
+        times.push(started.elapsed());
+        assert!(page.contains("Cap reached on"), "the cap is reached");
+        bytes = page.len();
+    }
+    drop(server);
+    times.sort();
+    let daily_kept = median_query(
+        rt,
+        database,
+        "SELECT meter, day, events_micros FROM usage_daily WHERE customer_id = $1 AND period_start = $2
+         ORDER BY meter, day",
+        start,
+    );
+    let daily_computed = median_query(
+        rt,
+        database,
+        "SELECT meter, (occurred_at / 86400000000) * 86400000000 AS day, SUM(quantity_micros) FROM usage_events
+         WHERE customer_id = $1 AND period_start = $2 GROUP BY meter, day ORDER BY meter, day",
+        start,
+    );
+    PageTimes { p50: times[99], p99: times[197], bytes, daily_kept, daily_computed }
 }

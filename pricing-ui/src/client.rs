@@ -25,6 +25,7 @@ pub(crate) fn hydrate() {
         }
     };
     // The billing page carries its data beside the book; the pricing page reads its state from the URL.
+    #[cfg(feature = "billing")]
     if let Some(text) =
         document().get_element_by_id(crate::billing::DATA_ELEMENT_ID).and_then(|e| e.text_content())
     {

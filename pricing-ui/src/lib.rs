@@ -9,6 +9,8 @@
 //! * [`shell`] (ssr): the HTML document around the app, with the price book for the client to hydrate from.
 
 pub mod app;
+// Everywhere but in the pricing page's own client bundle.
+#[cfg(any(not(feature = "hydrate"), feature = "billing"))]
 pub mod billing;
 pub mod explain;
 pub mod format;
@@ -26,8 +28,12 @@ pub const BOOK_ELEMENT_ID: &str = "tally-price-book";
 /// The page's style sheet (plain CSS, inlined in the page's head).
 pub const STYLE: &str = include_str!("../style.css");
 
-/// The name of the wasm bundle's files (`pkg/pricing_ui.js`, `pkg/pricing_ui_bg.wasm`).
+/// The name of the pricing page's wasm bundle's files (`pkg/pricing_ui.js`, `pkg/pricing_ui_bg.wasm`).
 pub const OUTPUT_NAME: &str = "pricing_ui";
+
+/// The name of the billing page's bundle (`pkg/billing_ui.js`, `pkg/billing_ui_bg.wasm`): the same client with the
+/// billing page (feature `billing`).
+pub const BILLING_OUTPUT_NAME: &str = "billing_ui";
 
 /// Starts the client: reads the price book and the URL the server rendered the page from, and hydrates it.
 #[cfg(feature = "hydrate")]

@@ -11,11 +11,12 @@ export const ADMIN = 'browser-test-admin-token';
 export const ARTIFACTS = process.env.TALLY_BROWSER_ARTIFACTS ?? join(ROOT, 'target/browser-artifacts');
 mkdirSync(ARTIFACTS, { recursive: true });
 
-/** Starts `tally serve` on a free port and a fresh SQLite file; resolves to { url, stop, database }. */
-export async function startTally(extraArgs = []) {
+/** Starts `tally serve` on a free port and a fresh SQLite file (or `options.database`); resolves to { url, stop,
+ * database }. */
+export async function startTally(extraArgs = [], options = {}) {
   const bin = process.env.TALLY_BIN ?? join(ROOT, 'target/debug/tally');
   const dir = mkdtempSync(join(tmpdir(), 'tally-browser-'));
-  const database = `sqlite://${join(dir, 'tally.db')}?mode=rwc`;
+  const database = options.database ?? `sqlite://${join(dir, 'tally.db')}?mode=rwc`;
   const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--database', database, ...extraArgs], {
     env: { ...process.env, TALLY_ADMIN_TOKEN: ADMIN, RUST_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -11,10 +11,15 @@ pub struct Assets {
     pub site: Option<PathBuf>,
     /// Leptos' options for the hydration scripts (where the bundle is), built once with `site`.
     options: Option<LeptosOptions>,
+    /// The same for the billing page's bundle, when it is there too.
+    billing: Option<LeptosOptions>,
 }
 
 /// The files a complete bundle has in `pkg/`.
 const BUNDLE: [&str; 2] = ["pricing_ui.js", "pricing_ui_bg.wasm"];
+
+/// The billing page's bundle (without it, the billing page is served without scripts: it works as forms).
+const BILLING_BUNDLE: (&str, &str) = ("billing_ui.js", "billing_ui_bg.wasm");
 
 fn complete(site: &Path) -> bool {
     BUNDLE.iter().all(|f| site.join("pkg").join(f).is_file())
@@ -42,14 +47,25 @@ impl Assets {
                  serving the page without JavaScript, as a form"
             ),
         }
-        let options = site.as_ref().map(|site| {
-            LeptosOptions::builder()
-                .output_name(pricing_ui::OUTPUT_NAME)
-                .site_root(site.display().to_string())
-                .site_pkg_dir("pkg")
-                .build()
-        });
-        Assets { site, options }
+        let options_for = |name: &str| {
+            site.as_ref().map(|site| {
+                LeptosOptions::builder()
+                    .output_name(name)
+                    .site_root(site.display().to_string())
+                    .site_pkg_dir("pkg")
+                    .build()
+            })
+        };
+        let options = options_for(pricing_ui::OUTPUT_NAME);
+        let billing_files = [BILLING_BUNDLE.0, BILLING_BUNDLE.1];
+        let billing = options_for(pricing_ui::BILLING_OUTPUT_NAME)
+            .filter(|_| site.as_ref().is_some_and(|s| billing_files.iter().all(|f| s.join("pkg").join(f).is_file())));
+        Assets { site, options, billing }
+    }
+
+    /// Leptos' options for the billing page's hydration scripts, when its bundle is there.
+    pub fn billing_options(&self) -> Option<&LeptosOptions> {
+        self.billing.as_ref()
     }
 
     /// Leptos' options for the hydration scripts, when the bundle is there.

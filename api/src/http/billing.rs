@@ -224,7 +224,7 @@ async fn render(
         book,
         book_json: Arc::from(script_json(&json)),
         data: Arc::new(data),
-        options: state.assets.options().cloned(),
+        options: state.assets.billing_options().cloned(),
     };
     let render = leptos_axum::render_app_to_stream_with_context(|| {}, move || billing_shell(input.clone()));
     let mut response = render(request).await.into_response();
