@@ -423,11 +423,13 @@ fn the_cap_consequences_shown_before_saving_are_what_happens() {
     use proptest::prelude::*;
     let book = billing_core::PriceBook::default_book().unwrap();
     let mut runner =
-        proptest::test_runner::TestRunner::new(ProptestConfig { cases: 24, ..ProptestConfig::default() });
+        proptest::test_runner::TestRunner::new(ProptestConfig { cases: 32, ..ProptestConfig::default() });
     let products = ["session_replay", "product_analytics", "feature_flags", "surveys"];
-    let strategy = (0..products.len(), 1_u64..=3_000_000, 0_u64..=2_000, 1_u32..=28, 0_u32..=86_399);
+    // The cap: a share (0–150 %) of what the product is projected to cost, so every effect comes up.
+    let strategy = (0..products.len(), 1_u64..=3_000_000, 0_u32..=150, 1_u32..=28, 0_u32..=86_399);
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
     runner
-        .run(&strategy, |(which, usage, cap, day, second)| {
+        .run(&strategy, |(which, usage, share, day, second)| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let app = App::new().await;
@@ -453,6 +455,11 @@ fn the_cap_consequences_shown_before_saving_are_what_happens() {
                 let (_, _, page) = browse(&app, Method::GET, "/billing", Some(&cookie), None, &[]).await;
                 let data = page_data(&page);
                 let key = product.metered.key.to_string();
+                let projected = data.products.iter().find(|p| p.key == key).unwrap().projected_amount;
+                let cap = (projected * rust_decimal::Decimal::from(share)
+                    / rust_decimal::Decimal::ONE_HUNDRED)
+                    .floor()
+                    .min(rust_decimal::Decimal::from(50_000)); // the book's largest cap
                 let preview = preview_cap(&book, &data, &key, &cap.to_string());
                 let (_, before) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
                 // Saved through the page's form.
@@ -464,6 +471,7 @@ fn the_cap_consequences_shown_before_saving_are_what_happens() {
                 let cap_view =
                     view["caps"].as_array().unwrap().iter().find(|c| c["product"] == key.as_str()).cloned();
                 let context = format!("{key} usage {usage} cap {cap} at {now}: {:?}", preview.effect);
+                seen.lock().unwrap().insert(preview.effect.kind());
                 match &preview.effect {
                     CapEffect::FromNextPeriod => {
                         // Pinned for this period: the API keeps this period's amount; the cap is in force.
@@ -471,6 +479,11 @@ fn the_cap_consequences_shown_before_saving_are_what_happens() {
                         assert_eq!(limits[&key], cap.to_string(), "{context}");
                         assert_eq!(view["bill"]["total"], before["bill"]["total"], "{context}");
                         assert!(cap_view.is_some(), "{context}");
+                    }
+                    CapEffect::Binding => {
+                        // At what the period bills: in force now, binding.
+                        assert_eq!(cap_view.as_ref().unwrap()["reached"], true, "{context}");
+                        assert_eq!(view["bill"]["total"], before["bill"]["total"], "{context}");
                     }
                     CapEffect::NotReached => {
                         let c = cap_view.expect("a capped product has a cap entry");
@@ -516,6 +529,10 @@ fn the_cap_consequences_shown_before_saving_are_what_happens() {
             Ok(())
         })
         .unwrap();
+    let seen = seen.into_inner().unwrap();
+    for kind in ["next-period", "reaches", "not-reached"] {
+        assert!(seen.contains(kind), "the cases never showed `{kind}`: {seen:?}");
+    }
 }
 
 /// The bill the page shows for a period is the invoice the period gets.

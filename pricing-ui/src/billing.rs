@@ -236,6 +236,8 @@ pub enum CapEffect {
     Invalid(String),
     /// Below what the period already bills: it applies from the next period; this one keeps its amount.
     FromNextPeriod,
+    /// Reached already, at or above what the period bills: usage from now on is dropped.
+    Binding,
     /// At the current pace, reached at this instant, dropping this usage (meter, quantity) by the period's end.
     Reaches(DateTime<Utc>, Vec<(String, Decimal)>),
     /// At the current pace, not reached this period.
@@ -251,6 +253,7 @@ impl CapEffect {
             CapEffect::Removed => "removed",
             CapEffect::Invalid(_) => "invalid",
             CapEffect::FromNextPeriod => "next-period",
+            CapEffect::Binding => "binding",
             CapEffect::Reaches(..) => "reaches",
             CapEffect::NotReached => "not-reached",
             CapEffect::PeriodOver => "ended",
@@ -300,9 +303,16 @@ pub fn preview_cap(book: &PriceBook, data: &BillingData, product: &str, typed: &
         Ok(p) => p,
         Err(m) => return invalid(m),
     };
+    // The API's rule: a cap below what the period bills now (after the discount, rounded up to whole units) is
+    // pinned at that amount for this period and applies in full from the next.
+    let billed = data.products.iter().find(|p| p.key == product).and_then(|p| {
+        let net = billing_core::exact::mul(p.amount, factor, "billed").ok()?;
+        Some(book.currency().round(net, billing_core::Rounding::HalfAwayFromZero).ceil())
+    });
     let effect = match cap_outlook(book, &request, period, data.now, product) {
         Err(e) => CapEffect::Invalid(e.to_string()),
-        Ok(o) if o.reached => CapEffect::FromNextPeriod,
+        Ok(_) if billed.is_some_and(|b| b > amount) => CapEffect::FromNextPeriod,
+        Ok(o) if o.reached => CapEffect::Binding,
         Ok(o) => match o.projected_at {
             None => CapEffect::NotReached,
             Some(at) => {
@@ -331,6 +341,9 @@ pub fn preview_words(currency: Currency, product: &ProductData, typed: &str, pre
         None => String::new(),
     };
     let effect = match &preview.effect {
+        CapEffect::Removed if product.cap.is_none() => {
+            return "No cap: type an amount to see what it would stop, and when.".to_owned();
+        }
         CapEffect::Removed => return format!("Saving removes the cap on {}: all its usage is billed.", product.name),
         CapEffect::Invalid(m) => return m.clone(),
         CapEffect::PeriodOver => "This period has ended; a cap applies to the open period.".to_owned(),
@@ -338,6 +351,7 @@ pub fn preview_words(currency: Currency, product: &ProductData, typed: &str, pre
             "This period already bills more than {cap}: the new cap applies in full from the next period, and this \
              period keeps its current amount (usage from now on is dropped)."
         ),
+        CapEffect::Binding => "It is reached: usage from now on is dropped until the period ends.".to_owned(),
         CapEffect::NotReached => "At your current pace it will not be reached this period.".to_owned(),
         CapEffect::Reaches(at, dropped) => {
             let dropped: Vec<String> = dropped
@@ -468,7 +482,7 @@ fn ProductPanel(book: Arc<PriceBook>, data: Arc<BillingData>, product: ProductDa
     let charts = product
         .daily
         .iter()
-        .map(|m| view! { <DailyChart days=m.clone() cap_units=cap_buys_units.filter(|_| m.meter == product.meter)/> })
+        .map(|m| view! { <DailyChart days=m.clone() cap_units=cap_buys_units.filter(|_| m.meter == product.meter) now=data.now/> })
         .collect_view();
     view! {
         <article class="card" id=format!("product-{key}")>
@@ -561,10 +575,11 @@ fn CapForm(book: Arc<PriceBook>, data: Arc<BillingData>, product: ProductData) -
 
 /// A meter's cumulative usage per day (bars), with the usage the cap pays for marked; a table is its text.
 #[component]
-fn DailyChart(days: MeterDays, cap_units: Option<Decimal>) -> impl IntoView {
+fn DailyChart(days: MeterDays, cap_units: Option<Decimal>, now: DateTime<Utc>) -> impl IntoView {
     let mut running = Decimal::ZERO;
-    let cumulative: Vec<Decimal> = days
-        .days
+    // Up to today: the days to come have no usage yet, and no bar.
+    let shown: Vec<&(DateTime<Utc>, Decimal)> = days.days.iter().filter(|(d, _)| *d <= now).collect();
+    let cumulative: Vec<Decimal> = shown
         .iter()
         .map(|(_, q)| {
             running += *q;
@@ -595,8 +610,7 @@ fn DailyChart(days: MeterDays, cap_units: Option<Decimal>) -> impl IntoView {
         units(total, &days.unit),
         cap_units.map(|c| format!("; the cap pays for {}", units(c.floor(), &days.unit))).unwrap_or_default()
     );
-    let rows = days
-        .days
+    let rows = shown
         .iter()
         .zip(&cumulative)
         .map(|((d, q), c)| view! { <tr><td>{date(*d)}</td><td class="num">{grouped(*q)}</td><td class="num">{grouped(*c)}</td></tr> })

@@ -58,8 +58,9 @@ impl Assets {
         };
         let options = options_for(pricing_ui::OUTPUT_NAME);
         let billing_files = [BILLING_BUNDLE.0, BILLING_BUNDLE.1];
-        let billing = options_for(pricing_ui::BILLING_OUTPUT_NAME)
-            .filter(|_| site.as_ref().is_some_and(|s| billing_files.iter().all(|f| s.join("pkg").join(f).is_file())));
+        let billing = options_for(pricing_ui::BILLING_OUTPUT_NAME).filter(|_| {
+            site.as_ref().is_some_and(|s| billing_files.iter().all(|f| s.join("pkg").join(f).is_file()))
+        });
         Assets { site, options, billing }
     }
 
