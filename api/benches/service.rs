@@ -367,6 +367,12 @@ fn billing_page_latency(rt: &tokio::runtime::Runtime, database: &str) -> PageTim
     let start = chrono::DateTime::parse_from_rfc3339(view["period"]["start"].as_str().expect("period start"))
         .expect("an instant")
         .timestamp_micros();
+    // The cap first: set after the usage, it would only pin this period at what it already bills.
+    agent
+        .put(&format!("{}/v1/customers/big/limits", server.url))
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .send_json(json!({"session_replay": "50"}))
+        .expect("cap");
     // Spread over the period so far (at least a day), one event a few seconds apart.
     let elapsed = (chrono::Utc::now().timestamp_micros() - start).max(86_400_000_000);
     rt.block_on(async {
@@ -386,11 +392,6 @@ fn billing_page_latency(rt: &tokio::runtime::Runtime, database: &str) -> PageTim
         }
         store.close().await;
     });
-    agent
-        .put(&format!("{}/v1/customers/big/limits", server.url))
-        .set("Authorization", &format!("Bearer {TOKEN}"))
-        .send_json(json!({"session_replay": "50"}))
-        .expect("cap");
     let link = post(&agent, &format!("{}/v1/customers/big/portal-sessions", server.url), &json!({}));
     let opened = agent.get(link["url"].as_str().expect("url")).call().expect("303");
     let cookie = opened.header("set-cookie").expect("cookie").split(';').next().expect("pair").to_owned();

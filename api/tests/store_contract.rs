@@ -841,3 +841,63 @@ async fn a_portal_link_opens_once_and_its_session_ends_idle_revoked_or_rotated()
     })
     .await;
 }
+
+/// When a running total reached an amount, found through the daily totals and one day's events, is the naive answer:
+/// every event of the period in time order (ties by id), summed until the amount — for events over many days,
+/// with ties, other meters and other periods mixed in, at every threshold.
+#[tokio::test]
+async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
+    on_every_store(|s| async move {
+        const DAY: i64 = 86_400_000_000;
+        s.insert_customer(&customer("c"), "hash-c").await.unwrap();
+        // A fixed pseudo-random walk (a linear congruential generator): replayable.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) % n
+        };
+        let mut events = Vec::new();
+        for i in 0..600 {
+            let meter = if next(4) == 0 { "other" } else { "m" };
+            let at = i64::try_from(next(20)).unwrap() * DAY + i64::try_from(next(3)).unwrap() * 1_000;
+            let period = if next(10) == 0 { 7 } else { 0 };
+            let micros = i64::try_from(1 + next(5_000_000)).unwrap();
+            events.push(NewEvent {
+                period_start: period,
+                ..event("c", &format!("e{i:03}"), meter, micros, at)
+            });
+        }
+        for chunk in events.chunks(97) {
+            s.insert_events(chunk, 1).await.unwrap();
+        }
+        let mut mine: Vec<&NewEvent> =
+            events.iter().filter(|e| e.meter == "m" && e.period_start == 0).collect();
+        mine.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
+        let total: i64 = mine.iter().map(|e| e.quantity_micros).sum();
+        let naive = |amount: i64| {
+            let mut running = 0;
+            mine.iter()
+                .find(|e| {
+                    running += e.quantity_micros;
+                    running >= amount
+                })
+                .map(|e| e.occurred_at)
+        };
+        let mut amounts: Vec<i64> =
+            (0..200).map(|_| 1 + i64::try_from(next(u64::try_from(total).unwrap())).unwrap()).collect();
+        let mut running = 0;
+        for e in &mine {
+            running += e.quantity_micros;
+            amounts.extend([running - 1, running, running + 1]);
+        }
+        amounts.push(total + 1);
+        for amount in amounts.into_iter().filter(|a| *a > 0) {
+            assert_eq!(
+                s.time_total_reached("c", 0, "m", amount).await.unwrap(),
+                naive(amount),
+                "amount {amount}"
+            );
+        }
+    })
+    .await;
+}

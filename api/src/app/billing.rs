@@ -47,7 +47,10 @@ impl Service {
     /// `NotFound`; `Invalid` when `at` is before the customer's first period.
     pub async fn billing_overview(&self, customer_id: &str, at: DateTime<Utc>) -> Outcome<BillingOverview> {
         let customer = self.customer(customer_id).await?;
+        // A customer whose first period has not begun sees that period.
+        let first = instant(customer.billing_anchor)?;
         let now = self.now();
+        let at = at.max(first);
         let view = self.usage_view(&customer, at).await?;
         let period = view.period;
         let daily = self.daily_usage(&customer, period).await?;
@@ -74,8 +77,7 @@ impl Service {
         let history = self.store.limit_changes(&customer.id, None, PAGE_LIST).await?;
         let credit = self.ledger(&customer, now).await?;
         let mut periods = Vec::new();
-        let mut p = Self::period_of(&customer, now)?;
-        let first = instant(customer.billing_anchor)?;
+        let mut p = Self::period_of(&customer, now.max(first))?;
         while periods.len() < 36 {
             periods.push((p.start(), p.end()));
             if p.start() <= first {

@@ -352,7 +352,6 @@ fn billing_data(
     notice: Option<String>,
 ) -> ApiResult<BillingData> {
     let view = &o.view;
-    let name = |key: &str| book.product(key).map_or_else(|| key.to_owned(), |p| p.metered.name.to_string());
     let now = o.now;
     let commitment = o
         .credit
@@ -393,44 +392,58 @@ fn billing_data(
         credit_balance: crate::app::credit_balance(o),
         commitment,
         products: book.products().iter().map(|p| product_data(book, o, p)).collect(),
-        alerts: o
-            .alerts
-            .iter()
-            .map(|a| {
-                Ok(AlertData {
-                    product: name(&a.product),
-                    threshold: decimal(&a.threshold)?,
-                    at: instant(a.detected_at)?,
-                })
-            })
-            .collect::<ApiResult<_>>()?,
-        invoices: o
-            .invoices
-            .iter()
-            .map(|i| {
-                Ok(InvoiceData {
-                    id: i.id.clone(),
-                    number: i.number.clone(),
-                    period: period_words(instant(i.period_start)?, instant(i.period_end)?),
-                    total: decimal(&i.total)?,
-                    amount_due: decimal(&i.amount_due)?,
-                    status: i.status.clone(),
-                })
-            })
-            .collect::<ApiResult<_>>()?,
-        history: o
-            .history
-            .iter()
-            .map(|h| {
-                Ok(ChangeData {
-                    product: name(&h.product),
-                    old: h.old.map(Decimal::from),
-                    new: h.new.map(Decimal::from),
-                    at: instant(h.changed_at)?,
-                    by: h.by.clone(),
-                })
-            })
-            .collect::<ApiResult<_>>()?,
+        alerts: alerts_of(book, o)?,
+        invoices: invoices_of(o)?,
+        history: history_of(book, o)?,
         notice,
     })
+}
+
+/// A product's name in the book (its key when the book has no such product).
+fn product_name(book: &PriceBook, key: &str) -> String {
+    book.product(key).map_or_else(|| key.to_owned(), |p| p.metered.name.to_string())
+}
+
+fn alerts_of(book: &PriceBook, o: &BillingOverview) -> ApiResult<Vec<AlertData>> {
+    o.alerts
+        .iter()
+        .map(|a| {
+            Ok(AlertData {
+                product: product_name(book, &a.product),
+                threshold: decimal(&a.threshold)?,
+                at: instant(a.detected_at)?,
+            })
+        })
+        .collect()
+}
+
+fn invoices_of(o: &BillingOverview) -> ApiResult<Vec<InvoiceData>> {
+    o.invoices
+        .iter()
+        .map(|i| {
+            Ok(InvoiceData {
+                id: i.id.clone(),
+                number: i.number.clone(),
+                period: period_words(instant(i.period_start)?, instant(i.period_end)?),
+                total: decimal(&i.total)?,
+                amount_due: decimal(&i.amount_due)?,
+                status: i.status.clone(),
+            })
+        })
+        .collect()
+}
+
+fn history_of(book: &PriceBook, o: &BillingOverview) -> ApiResult<Vec<ChangeData>> {
+    o.history
+        .iter()
+        .map(|h| {
+            Ok(ChangeData {
+                product: product_name(book, &h.product),
+                old: h.old.map(Decimal::from),
+                new: h.new.map(Decimal::from),
+                at: instant(h.changed_at)?,
+                by: h.by.clone(),
+            })
+        })
+        .collect()
 }

@@ -137,9 +137,14 @@ async fn openapi() -> Json<&'static Value> {
     Json(DOCUMENT.get_or_init(openapi::document))
 }
 
-/// One log line per request: method, path, status, latency. Never headers (keys are secrets).
+/// One log line per request: method, path, status, latency. Never headers (keys are secrets), nor a portal link's
+/// token (a secret in the path).
 async fn log_request(request: Request, next: Next) -> Response {
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let method = request.method().clone();
+    let path = match request.uri().path() {
+        p if p.starts_with("/billing/sessions/") => "/billing/sessions/…".to_owned(),
+        p => p.to_owned(),
+    };
     let started = Instant::now();
     let response = next.run(request).await;
     tracing::info!(%method, %path, status = response.status().as_u16(), latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "request");

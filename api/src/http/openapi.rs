@@ -36,29 +36,35 @@ fn error_responses(op: &Operation) -> Vec<(u16, &'static str)> {
     out
 }
 
+/// An operation's responses: its successes (HTML answers as text/html, the others JSON), then its errors.
+fn responses_of(op: &Operation) -> serde_json::Map<String, Value> {
+    let mut responses = serde_json::Map::new();
+    // An HTML answer is text/html; every other, JSON.
+    let content = |schema: &str| {
+        let kind = if schema == "Html" { "text/html" } else { "application/json" };
+        json!({kind: {"schema": {"$ref": format!("#/components/schemas/{schema}")}}})
+    };
+    responses.insert(op.ok.0.to_string(), json!({"description": "success", "content": content(op.ok.1)}));
+    for (status, schema, when) in op.also {
+        responses.insert(status.to_string(), json!({"description": when, "content": content(schema)}));
+    }
+    for (status, description) in error_responses(op) {
+        if responses.contains_key(&status.to_string()) {
+            continue;
+        }
+        responses.insert(
+            status.to_string(),
+            json!({"$ref": format!("#/components/responses/Error{status}"), "description": description}),
+        );
+    }
+    responses
+}
+
 /// The OpenAPI 3.1 document.
 pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for op in OPERATIONS {
-        let mut responses = serde_json::Map::new();
-        // An HTML answer is text/html; every other, JSON.
-        let content = |schema: &str| {
-            let kind = if schema == "Html" { "text/html" } else { "application/json" };
-            json!({kind: {"schema": {"$ref": format!("#/components/schemas/{schema}")}}})
-        };
-        responses.insert(op.ok.0.to_string(), json!({"description": "success", "content": content(op.ok.1)}));
-        for (status, schema, when) in op.also {
-            responses.insert(status.to_string(), json!({"description": when, "content": content(schema)}));
-        }
-        for (status, description) in error_responses(op) {
-            if responses.contains_key(&status.to_string()) {
-                continue;
-            }
-            responses.insert(
-                status.to_string(),
-                json!({"$ref": format!("#/components/responses/Error{status}"), "description": description}),
-            );
-        }
+        let responses = responses_of(op);
         let mut parameters: Vec<Value> = Vec::new();
         if op.path.contains("{id}") {
             let schema = if op.path.starts_with("/billing/sessions/") { "LinkToken" } else { "CustomerId" };
@@ -200,10 +206,35 @@ fn parts() -> Parts {
 fn schemas() -> Value {
     let p = parts();
     let mut all = core_schemas(&p);
-    if let (Value::Object(all), Value::Object(more)) = (&mut all, service_schemas(&p)) {
-        all.extend(more);
+    for more in [service_schemas(&p), portal_schemas()] {
+        if let (Value::Object(all), Value::Object(more)) = (&mut all, more) {
+            all.extend(more);
+        }
     }
     all
+}
+
+/// The billing portal's: sessions, cap changes, the billing page's form and parameters.
+fn portal_schemas() -> Value {
+    json!({
+        "PortalSession": {"type": "object", "required": ["id", "customer_id", "url", "expires_at", "created_at", "created_by", "opened_at", "revoked_at"], "properties": {
+            "id": {"type": "string"}, "customer_id": {"type": "string"},
+            "url": {"type": ["string", "null"], "description": "the single-use link (given once, at creation)"},
+            "expires_at": {"type": "string", "format": "date-time", "description": "the link's expiry until opened, then the session's"},
+            "created_at": {"type": "string", "format": "date-time"}, "created_by": {"enum": ["admin", "api_key"]},
+            "opened_at": {"type": ["string", "null"], "format": "date-time"}, "revoked_at": {"type": ["string", "null"], "format": "date-time"}}},
+        "LimitChange": {"type": "object", "required": ["product", "old", "new", "changed_at", "by"], "properties": {
+            "product": {"type": "string"}, "old": {"oneOf": [decimal("whole currency units"), {"type": "null"}]},
+            "new": {"oneOf": [decimal("whole currency units"), {"type": "null"}]},
+            "changed_at": {"type": "string", "format": "date-time"}, "by": {"enum": ["admin", "api_key", "portal"]}}},
+        "LimitHistoryPage": page_of("LimitChange"),
+        "CapForm": {"type": "object", "required": ["product", "limit", "csrf"], "properties": {
+            "product": {"type": "string"}, "limit": {"type": "string", "description": "a whole amount; empty removes the cap"},
+            "csrf": {"type": "string", "description": "the session's CSRF token, from the page's hidden input"}}},
+        "PeriodStart": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description": "the date a period starts"},
+        "InvoiceFormat": {"enum": ["html", "csv"]},
+        "LinkToken": {"type": "string", "description": "the token of a billing-portal link"}
+    })
 }
 
 /// Errors, health, the document itself, ids, instants, pages, price books, quotes and advice.
@@ -291,23 +322,6 @@ fn service_schemas(p: &Parts) -> Value {
         "Alert": {"type": "object", "required": ["product", "period_start", "threshold", "detected_at"], "properties": {
             "product": {"type": "string"}, "period_start": {"type": "string", "format": "date-time"}, "threshold": decimal("share of the cap"), "detected_at": {"type": "string", "format": "date-time"}}},
         "AlertPage": page_of("Alert"),
-        "PortalSession": {"type": "object", "required": ["id", "customer_id", "url", "expires_at", "created_at", "created_by", "opened_at", "revoked_at"], "properties": {
-            "id": {"type": "string"}, "customer_id": {"type": "string"},
-            "url": {"type": ["string", "null"], "description": "the single-use link (given once, at creation)"},
-            "expires_at": {"type": "string", "format": "date-time", "description": "the link's expiry until opened, then the session's"},
-            "created_at": {"type": "string", "format": "date-time"}, "created_by": {"enum": ["admin", "api_key"]},
-            "opened_at": {"type": ["string", "null"], "format": "date-time"}, "revoked_at": {"type": ["string", "null"], "format": "date-time"}}},
-        "LimitChange": {"type": "object", "required": ["product", "old", "new", "changed_at", "by"], "properties": {
-            "product": {"type": "string"}, "old": {"oneOf": [decimal("whole currency units"), {"type": "null"}]},
-            "new": {"oneOf": [decimal("whole currency units"), {"type": "null"}]},
-            "changed_at": {"type": "string", "format": "date-time"}, "by": {"enum": ["admin", "api_key", "portal"]}}},
-        "LimitHistoryPage": page_of("LimitChange"),
-        "CapForm": {"type": "object", "required": ["product", "limit", "csrf"], "properties": {
-            "product": {"type": "string"}, "limit": {"type": "string", "description": "a whole amount; empty removes the cap"},
-            "csrf": {"type": "string", "description": "the session's CSRF token, from the page's hidden input"}}},
-        "PeriodStart": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description": "the date a period starts"},
-        "InvoiceFormat": {"enum": ["html", "csv"]},
-        "LinkToken": {"type": "string", "description": "the token of a billing-portal link"},
         "NewCommitment": {"type": "object", "required": ["yearly_credit"], "additionalProperties": false, "properties": {
             "yearly_credit": p.amount_in.clone(), "start": {"type": "string", "format": "date-time"}}},
         "Commitment": {"type": "object", "required": ["id", "customer_id", "yearly_credit", "discount_rate", "price", "exact_price", "start", "expires_at", "releases"], "properties": {

@@ -116,19 +116,11 @@ fn day_words(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros).map(pricing_ui::billing::date).unwrap_or_default()
 }
 
-/// The invoice as a printable HTML page: seller and customer, number, issue and due dates, the period in words,
-/// quantities with separators and plural units, every amount at the currency's minor unit with its symbol, each
-/// tier slice with its unit price; print styles fit a typical bill on one A4 or Letter page.
-pub fn invoice_html(
-    invoice: &InvoiceRow,
-    bill: &Bill<'_>,
-    customer: &str,
-    seller: &super::state::Seller,
-) -> String {
-    use pricing_ui::billing::{period_words, units};
+/// The rows of an invoice's lines: each line, its tier slices (units × unit price = amount) and its note.
+fn line_rows(bill: &Bill<'_>) -> String {
+    use pricing_ui::billing::units;
     use pricing_ui::format::{money, unit_price};
     let currency = bill.currency;
-    let title = invoice.number.clone().unwrap_or_else(|| format!("Draft {}", invoice.id));
     let mut rows = String::new();
     for line in &bill.lines {
         let quantity = match (line.quantity, line.unit.as_deref()) {
@@ -171,6 +163,23 @@ pub fn invoice_html(
             let _ = write!(rows, "<tr class=\"note\"><td colspan=\"3\">{}</td></tr>", esc(note));
         }
     }
+    rows
+}
+
+/// The invoice as a printable HTML page: seller and customer, number, issue and due dates, the period in words,
+/// quantities with separators and plural units, every amount at the currency's minor unit with its symbol, each
+/// tier slice with its unit price; print styles fit a typical bill on one A4 or Letter page.
+pub fn invoice_html(
+    invoice: &InvoiceRow,
+    bill: &Bill<'_>,
+    customer: &str,
+    seller: &super::state::Seller,
+) -> String {
+    use pricing_ui::billing::period_words;
+    use pricing_ui::format::money;
+    let currency = bill.currency;
+    let title = invoice.number.clone().unwrap_or_else(|| format!("Draft {}", invoice.id));
+    let rows = line_rows(bill);
     let mut totals = String::new();
     for (label, amount) in [
         ("Subtotal", bill.subtotal),
