@@ -260,6 +260,19 @@ fn usage_view_latency(rt: &tokio::runtime::Runtime, database: &str) -> (Duration
 }
 
 fn main() {
+    // `TALLY_BENCH_ONLY=billing` runs the billing page's part alone.
+    if std::env::var("TALLY_BENCH_ONLY").is_ok_and(|o| o == "billing") {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let dir = std::env::temp_dir().join(format!("tally-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let page = billing_page_latency(&rt, &format!("sqlite://{}/billing.db?mode=rwc", dir.display()));
+        println!(
+            "billing page: p50 {:?}, p99 {:?}, {} bytes; daily read kept {:?}, computed {:?}",
+            page.p50, page.p99, page.bytes, page.daily_kept, page.daily_computed
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let dir = std::env::temp_dir().join(format!("tally-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");

@@ -575,3 +575,23 @@ async fn the_page_shows_the_bill_the_invoice_will_have() {
     })
     .await;
 }
+
+/// A portal link is a credential: an `Idempotency-Key` replay of its creation answers the session with `url` null, as
+/// a replayed key creation answers `api_key` null.
+#[tokio::test]
+async fn a_replayed_link_creation_does_not_show_the_link_again() {
+    let app = App::new().await;
+    app.customer("acme").await;
+    let headers = [("idempotency-key", "link-1")];
+    let (status, first) = app
+        .raw(Method::POST, "/v1/customers/acme/portal-sessions", Some(ADMIN), Some("{}".into()), &headers)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(first["url"].as_str().unwrap().contains("/billing/sessions/pl_"));
+    let (status, again) = app
+        .raw(Method::POST, "/v1/customers/acme/portal-sessions", Some(ADMIN), Some("{}".into()), &headers)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(again["id"], first["id"], "the same session");
+    assert_eq!(again["url"], Value::Null, "its link is not shown twice");
+}

@@ -870,33 +870,59 @@ async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
         for chunk in events.chunks(97) {
             s.insert_events(chunk, 1).await.unwrap();
         }
-        let mut mine: Vec<&NewEvent> =
-            events.iter().filter(|e| e.meter == "m" && e.period_start == 0).collect();
-        mine.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
-        let total: i64 = mine.iter().map(|e| e.quantity_micros).sum();
-        let naive = |amount: i64| {
+        // Twice: answers are remembered (each amount asked twice in a row), and must change when events arrive on
+        // or before their day (late events, on every day of the period), and stay when they arrive after it.
+        let mut last = None;
+        for round in 0..2 {
+            if round == 1 {
+                let late: Vec<NewEvent> = (0..150)
+                    .map(|i| {
+                        let at =
+                            i64::try_from(next(20)).unwrap() * DAY + i64::try_from(next(3)).unwrap() * 1_000;
+                        event(
+                            "c",
+                            &format!("late{i:03}"),
+                            "m",
+                            i64::try_from(1 + next(5_000_000)).unwrap(),
+                            at,
+                        )
+                    })
+                    .collect();
+                s.insert_events(&late, 2).await.unwrap();
+                events.extend(late);
+            }
+            let mut mine: Vec<&NewEvent> =
+                events.iter().filter(|e| e.meter == "m" && e.period_start == 0).collect();
+            mine.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
+            let total: i64 = mine.iter().map(|e| e.quantity_micros).sum();
+            let naive = |amount: i64| {
+                let mut running = 0;
+                mine.iter()
+                    .find(|e| {
+                        running += e.quantity_micros;
+                        running >= amount
+                    })
+                    .map(|e| e.occurred_at)
+            };
+            let mut amounts: Vec<i64> =
+                (0..200).map(|_| 1 + i64::try_from(next(u64::try_from(total).unwrap())).unwrap()).collect();
             let mut running = 0;
-            mine.iter()
-                .find(|e| {
-                    running += e.quantity_micros;
-                    running >= amount
-                })
-                .map(|e| e.occurred_at)
-        };
-        let mut amounts: Vec<i64> =
-            (0..200).map(|_| 1 + i64::try_from(next(u64::try_from(total).unwrap())).unwrap()).collect();
-        let mut running = 0;
-        for e in &mine {
-            running += e.quantity_micros;
-            amounts.extend([running - 1, running, running + 1]);
-        }
-        amounts.push(total + 1);
-        for amount in amounts.into_iter().filter(|a| *a > 0) {
-            assert_eq!(
-                s.time_total_reached("c", 0, "m", amount).await.unwrap(),
-                naive(amount),
-                "amount {amount}"
-            );
+            for e in &mine {
+                running += e.quantity_micros;
+                amounts.extend([running - 1, running, running + 1]);
+            }
+            amounts.push(total + 1);
+            // The last amount of the round before first: its remembered answer, after the late events.
+            for amount in last.into_iter().chain(amounts.into_iter().filter(|a| *a > 0)) {
+                for _ in 0..2 {
+                    assert_eq!(
+                        s.time_total_reached("c", 0, "m", amount).await.unwrap(),
+                        naive(amount),
+                        "round {round}, amount {amount}"
+                    );
+                }
+                last = Some(amount);
+            }
         }
     })
     .await;

@@ -41,10 +41,6 @@ CREATE TABLE usage_daily (
     events_micros INTEGER NOT NULL,
     PRIMARY KEY (customer_id, period_start, meter, day)
 );
--- A meter's events of a period in time order: when a cap was reached is found in the one day the daily totals point
--- to, by an index range instead of a sort of the whole period.
-CREATE INDEX usage_events_time ON usage_events (customer_id, period_start, meter, occurred_at);
-
 INSERT INTO usage_daily (customer_id, period_start, meter, day, events_micros)
 SELECT customer_id, period_start, meter, (occurred_at / 86400000000) * 86400000000, SUM(quantity_micros)
 FROM usage_events GROUP BY customer_id, period_start, meter, (occurred_at / 86400000000) * 86400000000;

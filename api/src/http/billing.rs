@@ -1,7 +1,7 @@
 //! The customer's billing page: `GET /billing/sessions/{token}` (opens a portal link: the session cookie, then
-//! `/billing`), `GET /billing` (pricing-ui's billing app, server-rendered and hydrated by the pricing page's own
-//! client), `POST /billing/limits` (the cap form, a plain form post answered with a redirect: the page works without
-//! JavaScript) and `GET /billing/invoices/{id}` (the session's own invoices, printable HTML or CSV).
+//! `/billing`), `GET /billing` (pricing-ui's billing app, server-rendered and hydrated by its own bundle,
+//! `billing_ui`), `POST /billing/limits` (the cap form, a plain form post answered with a redirect: the page works
+//! without JavaScript) and `GET /billing/invoices/{id}` (the session's own invoices, printable HTML or CSV).
 //!
 //! Who may call these is in the signatures: [`Portal`] (a live session's cookie) and [`PortalForm`] (a session's form
 //! carrying its CSRF token, from this site). Every number comes from the use-cases: the page shows the usage view.

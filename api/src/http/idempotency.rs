@@ -1,6 +1,7 @@
 //! `Idempotency-Key` on every POST, as Stripe does it: the same key and body within 24 hours replays the stored
 //! response; another body → 409 `idempotency_conflict`; while the first is running → 409 `idempotency_in_progress`.
-//! A key is scoped to its credential, method and path. Secrets (`api_key`) are never stored: a replay shows null.
+//! A key is scoped to its credential, method and path. Secrets (a new `api_key`, a portal link's `url`) are never
+//! stored: a replay shows null.
 //!
 //! It is a route layer inside [`super::auth::guard`]: a request the guard refuses (401, 403) never reaches it, so
 //! no credential-less request writes a row. A request the handler refuses (400, 404, 405, 413, 415, 422) or fails
@@ -43,6 +44,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     let credential =
         request.headers().get(header::AUTHORIZATION).map(|v| hex(&hash_secret(v.to_str().unwrap_or(""))));
     let scope = format!("{}|POST|{}", credential.unwrap_or_default(), request.uri().path());
+    let portal_link = request.uri().path().ends_with("/portal-sessions");
     let (parts, body) = request.into_parts();
     // Read within the body limit: `DefaultBodyLimit` only tells extractors, and this runs before them.
     let Ok(bytes) = axum::body::to_bytes(body, state.max_body).await else {
@@ -83,8 +85,12 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let stored = match serde_json::from_slice::<Value>(&bytes) {
         Ok(mut v) => {
-            if let Some(secret) = v.get_mut("api_key") {
-                *secret = Value::Null;
+            // A new key, and a portal link (its token is a credential), are shown once.
+            let secrets: &[&str] = if portal_link { &["api_key", "url"] } else { &["api_key"] };
+            for field in secrets {
+                if let Some(secret) = v.get_mut(*field) {
+                    *secret = Value::Null;
+                }
             }
             v.to_string()
         }

@@ -55,12 +55,14 @@ pub struct SqlStore<B: Backend> {
     /// Held while the store lives: background tasks on its pool stop when it is dropped.
     pub(super) _alive: Arc<()>,
     pub(super) backend: std::marker::PhantomData<B>,
+    /// When running totals were reached, remembered with what makes them still true (see `portal.rs`).
+    pub(super) reached: Arc<std::sync::Mutex<portal::ReachedCache>>,
 }
 
 impl<B: Backend> SqlStore<B> {
     /// The store over `pool`; `alive` is held while it lives (background tasks on the pool watch it).
     pub(super) fn new(pool: sqlx::Pool<B::Db>, alive: Arc<()>) -> Self {
-        SqlStore { pool, _alive: alive, backend: std::marker::PhantomData }
+        SqlStore { pool, _alive: alive, backend: std::marker::PhantomData, reached: Arc::default() }
     }
 }
 
@@ -220,35 +222,7 @@ where
         meter: &str,
         micros: i64,
     ) -> StoreResult<Option<i64>> {
-        // The day first, from the daily totals (at most 31 rows): the first whose running total reaches `micros`.
-        let days = self.read_daily(customer_id, period_start).await?;
-        let mut before = 0_i64;
-        let mut day = None;
-        for d in days.iter().filter(|d| d.meter == meter) {
-            if before.saturating_add(d.events_micros) >= micros {
-                day = Some(d.day);
-                break;
-            }
-            before = before.saturating_add(d.events_micros);
-        }
-        let Some(day) = day else { return Ok(None) };
-        // Then that day's events, in time order (ties by id), from the index on (customer, period, meter, time).
-        let row = sqlx::query(
-            "SELECT occurred_at FROM (
-               SELECT occurred_at, SUM(quantity_micros) OVER (ORDER BY occurred_at, event_id) AS running
-               FROM usage_events WHERE customer_id = $1 AND period_start = $2 AND meter = $3
-                 AND occurred_at >= $4 AND occurred_at < $5
-             ) AS t WHERE running >= $6 ORDER BY occurred_at LIMIT 1",
-        )
-        .bind(customer_id)
-        .bind(period_start)
-        .bind(meter)
-        .bind(day)
-        .bind(day + super::sql::events::MICROS_PER_DAY)
-        .bind(micros - before)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.get("occurred_at")))
+        self.read_time_reached(customer_id, period_start, meter, micros).await
     }
 
     async fn limits(&self, customer_id: &str) -> StoreResult<Vec<LimitRow>> {

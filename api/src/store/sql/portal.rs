@@ -1,5 +1,5 @@
 //! The customer's billing page: portal sessions (a single-use link, then a browser session), the history of cap
-//! changes, and usage per day.
+//! changes, usage per day, and when a running total was reached.
 
 use sqlx::Row;
 
@@ -11,6 +11,23 @@ use crate::store::types::{DailyUsage, LimitChange, PortalSessionRow};
 const SESSION_COLUMNS: &str =
     "id, customer_id, link_expires_at, opened_at, last_seen_at, expires_at, revoked_at, \
     created_by, created_at";
+
+/// A remembered answer of [`SqlStore::read_time_reached`]: the amount asked, the day it was reached in, the meter's
+/// total through that day, and the answer. Usage is only ever added, and no quantity is negative, so while the total
+/// through that day is the same no event has arrived on or before it, and the answer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reached {
+    micros: i64,
+    day: i64,
+    through_day: i64,
+    at: Option<i64>,
+}
+
+/// Remembered answers by (customer, period start, meter); emptied when it reaches [`REACHED_KEPT`] entries.
+pub(crate) type ReachedCache = std::collections::HashMap<(String, i64, String), Reached>;
+
+/// How many answers a store remembers.
+const REACHED_KEPT: usize = 10_000;
 
 /// How often a session's last use is written: a page load within a minute of the last write writes nothing.
 const TOUCH_EVERY_MICROS: i64 = 60_000_000;
@@ -115,6 +132,59 @@ where
             .execute(&self.pool)
             .await?;
         self.read_session_by_id(id).await
+    }
+
+    /// When a meter's running total in a period (its events in time order, ties by id) first reached `micros`: the
+    /// day from the daily totals (at most 31 rows), then that day's events only. The answer is remembered until an
+    /// event arrives on or before that day: a cap reached some days ago costs one read of the daily totals.
+    pub(super) async fn read_time_reached(
+        &self,
+        customer_id: &str,
+        period_start: i64,
+        meter: &str,
+        micros: i64,
+    ) -> StoreResult<Option<i64>> {
+        let days = self.read_daily(customer_id, period_start).await?;
+        let mut before = 0_i64;
+        let mut found = None;
+        for d in days.iter().filter(|d| d.meter == meter) {
+            let through = before.saturating_add(d.events_micros);
+            if through >= micros {
+                found = Some((d.day, through));
+                break;
+            }
+            before = through;
+        }
+        let Some((day, through_day)) = found else { return Ok(None) };
+        let key = (customer_id.to_owned(), period_start, meter.to_owned());
+        let known = self.reached.lock().ok().and_then(|cache| cache.get(&key).copied());
+        let still = |r: &Reached| r.micros == micros && r.day == day && r.through_day == through_day;
+        if let Some(r) = known.filter(still) {
+            return Ok(r.at);
+        }
+        let row = sqlx::query(
+            "SELECT occurred_at FROM (
+               SELECT occurred_at, SUM(quantity_micros) OVER (ORDER BY occurred_at, event_id) AS running
+               FROM usage_events WHERE customer_id = $1 AND period_start = $2 AND meter = $3
+                 AND occurred_at >= $4 AND occurred_at < $5
+             ) AS t WHERE running >= $6 ORDER BY occurred_at LIMIT 1",
+        )
+        .bind(customer_id)
+        .bind(period_start)
+        .bind(meter)
+        .bind(day)
+        .bind(day + super::events::MICROS_PER_DAY)
+        .bind(micros - before)
+        .fetch_optional(&self.pool)
+        .await?;
+        let at = row.map(|r| r.get("occurred_at"));
+        if let Ok(mut cache) = self.reached.lock() {
+            if cache.len() >= REACHED_KEPT {
+                cache.clear();
+            }
+            cache.insert(key, Reached { micros, day, through_day, at });
+        }
+        Ok(at)
     }
 
     pub(super) async fn read_limit_changes(
