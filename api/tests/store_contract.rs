@@ -924,6 +924,39 @@ async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
                 last = Some(amount);
             }
         }
+        // A remembered answer is asked again after one more event, on a day before, on or after its own: it must
+        // be the naive answer each time.
+        let naive_of = |events: &[NewEvent], amount: i64| {
+            let mut mine: Vec<&NewEvent> =
+                events.iter().filter(|e| e.meter == "m" && e.period_start == 0).collect();
+            mine.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
+            let mut running = 0;
+            mine.iter()
+                .find(|e| {
+                    running += e.quantity_micros;
+                    running >= amount
+                })
+                .map(|e| e.occurred_at)
+        };
+        for i in 0..80 {
+            let total: i64 = events
+                .iter()
+                .filter(|e| e.meter == "m" && e.period_start == 0)
+                .map(|e| e.quantity_micros)
+                .sum();
+            let amount = 1 + i64::try_from(next(u64::try_from(total).unwrap())).unwrap();
+            assert_eq!(s.time_total_reached("c", 0, "m", amount).await.unwrap(), naive_of(&events, amount));
+            let at = i64::try_from(next(20)).unwrap() * DAY + i64::try_from(next(3)).unwrap() * 1_000;
+            let one =
+                event("c", &format!("probe{i:03}"), "m", i64::try_from(1 + next(5_000_000)).unwrap(), at);
+            s.insert_events(std::slice::from_ref(&one), 3).await.unwrap();
+            events.push(one);
+            assert_eq!(
+                s.time_total_reached("c", 0, "m", amount).await.unwrap(),
+                naive_of(&events, amount),
+                "probe {i}, amount {amount}, one more event at {at}"
+            );
+        }
     })
     .await;
 }
