@@ -277,6 +277,14 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("tally-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let sqlite = |name: &str| format!("sqlite://{}/{name}.db?mode=rwc", dir.display());
+    // `TALLY_BENCH_ONLY=ingestion` runs the SQLite ingestion part alone (for side-by-side runs of two codes).
+    if std::env::var("TALLY_BENCH_ONLY").is_ok_and(|o| o == "ingestion") {
+        let raw = raw_store_rate(&rt, &sqlite("raw"));
+        let http = ingestion_over_http(&sqlite("http"));
+        println!("  SQLite     raw store: {raw:>9} events/s   over HTTP: {http:>9} events/s");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     println!(
         "ingestion, {CLIENTS} clients × {BATCHES} batches × {BATCH} events (every 5th batch sent twice):"

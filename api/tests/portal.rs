@@ -14,6 +14,9 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+/// A form refused: its body, its headers, the cookie it was sent with, and the status it gets.
+type Refusal<'a> = (String, Vec<(&'a str, &'a str)>, Option<&'a str>, StatusCode);
+
 /// A browser's request: method, path, cookie, form body, extra headers → status, headers, body text.
 async fn browse(
     app: &App,
@@ -196,7 +199,7 @@ async fn the_cap_form_saves_by_the_api_rules_and_refuses_cross_site_posts_writin
         // Refused, each writing nothing: no token, a wrong one, another site's origin, a cross-site fetch, no
         // session, a form the API's rules refuse.
         let before = rows(&url).await;
-        let refusals: Vec<(String, Vec<(&str, &str)>, Option<&str>, StatusCode)> = vec![
+        let refusals: Vec<Refusal<'_>> = vec![
             ("product=session_replay&limit=5".into(), same.to_vec(), Some(&cookie), StatusCode::FORBIDDEN),
             (
                 format!("csrf={}&product=session_replay&limit=5", "0".repeat(64)),

@@ -72,7 +72,7 @@ impl Service {
                 break;
             }
         }
-        invoices.sort_by(|a, b| b.period_start.cmp(&a.period_start));
+        invoices.sort_by_key(|i| std::cmp::Reverse(i.period_start));
         invoices.truncate(usize::try_from(PAGE_LIST).unwrap_or(24));
         let history = self.store.limit_changes(&customer.id, None, PAGE_LIST).await?;
         let credit = self.ledger(&customer, now).await?;
