@@ -228,3 +228,42 @@ test('without JavaScript the cap form works as a plain post', async () => {
     [['product_analytics', '120', null, 'portal'], ['product_analytics', null, '120', 'portal']]);
   await page.context().close();
 });
+
+test('an invoice from the page reads as an invoice and prints on one A4 page', async () => {
+  const { tally } = servers[0];
+  // A customer since last month, with last month's usage, invoiced by a run.
+  const now = new Date();
+  const last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+  const id = `print-${Date.now().toString(36)}`;
+  const [status, created] = await api(tally.url, 'POST', '/v1/customers', { id, name: 'Globex <Corp> & Co', billing_anchor: last.toISOString() }, ADMIN);
+  assert.equal(status, 201, JSON.stringify(created));
+  const c = { id, key: created.api_key };
+  const at = new Date(last.getTime() + 3 * 86_400_000);
+  await usage(tally.url, id, 'events', 3_000_000, at);
+  await usage(tally.url, id, 'recordings', 25_000, at);
+  await usage(tally.url, id, 'feature_flag_requests', 1, at);
+  const [runStatus, run] = await api(tally.url, 'POST', '/v1/invoice-runs', { as_of: monthStart().toISOString(), issue: true }, ADMIN);
+  assert.equal(runStatus, 202, JSON.stringify(run));
+  for (let i = 0; i < 100; i++) {
+    const [, r] = await api(tally.url, 'GET', `/v1/invoice-runs/${run.id}`, undefined, ADMIN);
+    if (r.status === 'completed') break;
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  const page = await openBilling(tally.url, c);
+  const row = page.locator('#invoices tbody tr').first();
+  assert.match(await row.textContent(), /INV-\d{6}/);
+  const [invoice] = await Promise.all([page.context().waitForEvent('page'), row.locator('a', { hasText: 'View' }).click({ modifiers: ['Shift'] })]);
+  await invoice.waitForLoadState();
+  const text = await invoice.locator('body').innerText();
+  for (const want of ['Bill to', 'Globex <Corp> & Co', 'From', 'Issued', 'Due', '3,000,000 events', '25,000 recordings', '1 request', '$']) {
+    assert.ok(text.toLowerCase().includes(want.toLowerCase()), `the invoice says "${want}":\n${text}`);
+  }
+  assert.ok(!/\d{4}-\d{2}-\d{2}T/.test(text), 'no raw instants');
+  assert.ok(!/(?<![.,\d])\d{5,}/.test(text.replace(/INV-\d+/g, '')), 'quantities have separators');
+  const pdf = await invoice.pdf({ format: 'A4' });
+  const pages = (pdf.toString('latin1').match(/\/Type\s*\/Page[^s]/g) ?? []).length;
+  assert.equal(pages, 1, 'a typical bill prints on one A4 page');
+  const letter = await invoice.pdf({ format: 'Letter' });
+  assert.equal((letter.toString('latin1').match(/\/Type\s*\/Page[^s]/g) ?? []).length, 1, 'and on one Letter page');
+  await page.context().close();
+});
