@@ -598,3 +598,38 @@ async fn a_replayed_link_creation_does_not_show_the_link_again() {
     assert_eq!(again["id"], first["id"], "the same session");
     assert_eq!(again["url"], Value::Null, "its link is not shown twice");
 }
+
+/// Behind a proxy that rewrites `Host`, the page's own origin is the public URL's: its forms are accepted, another
+/// site's are not.
+#[tokio::test]
+async fn behind_a_proxy_the_public_url_is_this_site() {
+    let (store, dir) = common::sqlite().await;
+    let settings = api::server::Settings {
+        admin_token: Some(ADMIN.into()),
+        public_url: Some("https://billing.example.com".into()),
+        ..api::server::Settings::default()
+    };
+    let app = App::with(store, dir, settings).await;
+    app.customer("acme").await;
+    let (status, body) = app.post("/v1/customers/acme/portal-sessions", Some(ADMIN), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let url = body["url"].as_str().unwrap();
+    assert!(url.starts_with("https://billing.example.com/billing/sessions/"), "{url}");
+    let path = &url["https://billing.example.com".len()..];
+    let (status, headers, _) = browse(&app, Method::GET, path, None, None, &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "https: a Secure cookie: {cookie}");
+    let secret = cookie.split(';').next().unwrap().strip_prefix("tally_portal=").unwrap().to_owned();
+    let (_, _, page) = browse(&app, Method::GET, "/billing", Some(&secret), None, &[]).await;
+    let form = format!("csrf={}&product=logs&limit=10", csrf(&page));
+    for (origin, expected) in [
+        ("https://evil.example.com", StatusCode::FORBIDDEN),
+        ("https://billing.example.com", StatusCode::SEE_OTHER),
+    ] {
+        let (status, _, _) =
+            browse(&app, Method::POST, "/billing/limits", Some(&secret), Some(&form), &[("origin", origin)])
+                .await;
+        assert_eq!(status, expected, "{origin}");
+    }
+}

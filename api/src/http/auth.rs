@@ -277,14 +277,20 @@ pub struct PortalForm {
     pub fields: Vec<(String, String)>,
 }
 
-/// Whether a request's `Origin` and `Sec-Fetch-Site`, when given, say it comes from this site (`Host`).
-fn same_site(headers: &HeaderMap) -> bool {
+/// Whether a request's `Origin` and `Sec-Fetch-Site`, when given, say it comes from this site: the `Host` it was
+/// sent to, or the site's public address (`--public-url`, for a server behind a proxy that rewrites `Host`).
+fn same_site(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site") {
         return false;
     }
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    let public = public_url.map(|u| u.trim_end_matches('/'));
+    if public.is_some_and(|p| p.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, h)| h);
+    let origin_host = origin.split_once("://").map(|(_, h)| h);
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
@@ -304,7 +310,7 @@ impl axum::extract::FromRequest<AppState> for PortalForm {
             )
             .into_response()
         };
-        if !same_site(&parts.headers) {
+        if !same_site(&parts.headers, state.public_url.as_deref()) {
             return Err(refused());
         }
         let form = parts

@@ -104,8 +104,12 @@ impl App {
 
     /// The service over `store` (its directory, if any, removed with the app).
     pub async fn on(store: Arc<dyn Store>, dir: TempDir) -> App {
+        App::with(store, dir, Settings { admin_token: Some(ADMIN.into()), ..Settings::default() }).await
+    }
+
+    /// The service over `store` with `settings`.
+    pub async fn with(store: Arc<dyn Store>, dir: TempDir, settings: Settings) -> App {
         let clock = Arc::new(FixedClock(RwLock::new(at("2026-11-20T12:00:00Z"))));
-        let settings = Settings { admin_token: Some(ADMIN.into()), ..Settings::default() };
         let (state, _) = state(store, clock.clone(), &settings).await.unwrap();
         App { router: router(state.clone(), settings.max_body), clock, state, _dir: dir }
     }
