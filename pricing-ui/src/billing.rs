@@ -227,6 +227,13 @@ pub fn units(quantity: Decimal, unit: &str) -> String {
     }
 }
 
+/// The add-ons the period's request chose (what a cap buys depends on the optional ones billed on its meter).
+fn chosen_addons(book: &PriceBook, data: &BillingData) -> BTreeSet<String> {
+    QuoteRequest::from_json_for(book, &data.request)
+        .map(|r| r.addons.iter().map(|a| a.key().to_owned()).collect())
+        .unwrap_or_default()
+}
+
 /// What a cap being typed will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CapEffect {
@@ -475,7 +482,7 @@ fn ProductPanel(book: Arc<PriceBook>, data: Arc<BillingData>, product: ProductDa
         }
     });
     let cap_buys_units = product.cap.and_then(|c| {
-        let chosen = BTreeSet::new();
+        let chosen = chosen_addons(&book, &data);
         let factor = Decimal::ONE - data.commitment.as_ref().map_or(Decimal::ZERO, |c| c.discount_rate);
         book.product(&key).and_then(|p| cap_buys(&book, p, &chosen, c, factor).ok().flatten())
     });
