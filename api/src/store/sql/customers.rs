@@ -1,10 +1,10 @@
 //! Customers and their caps: creation with a first key, changes, new keys, caps set and removed, each one transaction.
 
+use sqlx::Row;
+
 use super::SqlStore;
 use crate::store::backend::Backend;
 use crate::store::error::{corrupt, StoreResult};
-use sqlx::Row;
-
 use crate::store::types::{CredentialKind, CustomerRow, LimitRow};
 
 impl<B: Backend> SqlStore<B>
