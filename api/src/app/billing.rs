@@ -41,10 +41,11 @@ pub struct BillingOverview {
 }
 
 impl Service {
-    /// The billing page's reading of `customer_id`'s period containing `at`.
+    /// The billing page's reading of `customer_id`'s period containing `at` (its first period when `at` is before
+    /// it).
     ///
     /// # Errors
-    /// `NotFound`; `Invalid` when `at` is before the customer's first period.
+    /// `NotFound`; storage errors.
     pub async fn billing_overview(&self, customer_id: &str, at: DateTime<Utc>) -> Outcome<BillingOverview> {
         let customer = self.customer(customer_id).await?;
         // A customer whose first period has not begun sees that period.
