@@ -31,6 +31,9 @@ impl Clock for FixedClock {
     }
 }
 
+/// A UTC day in microseconds, the unit instants are stored in.
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
 /// Microseconds since the epoch, as stored.
 pub fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()

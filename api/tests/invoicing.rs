@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use axum::http::{Method, StatusCode};
 use common::{code, App, ADMIN};
 use rust_decimal::Decimal;
@@ -26,23 +24,6 @@ async fn usage(app: &App, customer: &str, meter: &str, quantity: u64, at: &str, 
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
-}
-
-/// Starts a run and waits for it to complete; the run's final JSON.
-async fn run(app: &App, as_of: &str, issue: bool) -> Value {
-    let (status, started) =
-        app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": as_of, "issue": issue})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
-    let id = started["id"].as_str().unwrap().to_owned();
-    for _ in 0..500 {
-        let (status, body) = app.get(&format!("/v1/invoice-runs/{id}"), Some(ADMIN)).await;
-        assert_eq!(status, StatusCode::OK);
-        if body["status"] == "completed" {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("run {id} did not complete");
 }
 
 async fn invoices(app: &App, query: &str, token: &str) -> Vec<Value> {
@@ -70,7 +51,7 @@ async fn a_run_invoices_every_ended_period_once_at_the_price_of_a_quote() {
     assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
     app.set_now("2026-12-02T09:00:00Z");
 
-    let done = run(&app, "2026-12-01T00:00:00Z", false).await;
+    let done = app.run_invoices("2026-12-01T00:00:00Z", false).await;
     assert_eq!(done["counts"], json!({"eligible": 2, "invoiced": 2, "already_invoiced": 0, "failed": 0}));
     let all = invoices(&app, "", ADMIN).await;
     assert_eq!(all.len(), 2);
@@ -104,7 +85,7 @@ async fn a_run_invoices_every_ended_period_once_at_the_price_of_a_quote() {
     assert_eq!(idle["total"], "0.00");
 
     // Again: nothing new, everything already invoiced.
-    let again = run(&app, "2026-12-01T00:00:00Z", false).await;
+    let again = app.run_invoices("2026-12-01T00:00:00Z", false).await;
     assert_eq!(again["counts"], json!({"eligible": 2, "invoiced": 0, "already_invoiced": 2, "failed": 0}));
     assert_eq!(invoices(&app, "", ADMIN).await.len(), 2);
 
@@ -150,7 +131,7 @@ async fn an_invoice_moves_draft_issued_paid_or_void_and_never_back() {
     app.customer("c").await;
     usage(&app, "a", "events", 3_000_000, "2026-11-05T10:00:00Z", "e").await;
     app.set_now("2026-12-01T00:00:01Z");
-    run(&app, "2026-12-01T00:00:00Z", false).await;
+    app.run_invoices("2026-12-01T00:00:00Z", false).await;
     let all = invoices(&app, "?status=draft", ADMIN).await;
     assert_eq!(all.len(), 3);
     let id = |c: &str| all.iter().find(|i| i["customer_id"] == c).unwrap()["id"].as_str().unwrap().to_owned();
@@ -235,7 +216,7 @@ async fn a_customer_key_sees_its_own_invoices_and_changes_none() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = app.post("/v1/invoice-runs", None, json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    run(&app, "2026-12-01T00:00:00Z", false).await;
+    app.run_invoices("2026-12-01T00:00:00Z", false).await;
     let mine = invoices(&app, "", &key_a).await;
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0]["customer_id"], "a");
@@ -302,7 +283,7 @@ async fn a_commitment_pays_three_months_of_invoices_and_the_ledger_balances() {
     app.set_now("2027-01-10T00:00:00Z");
     usage(&app, "acme", "events", 3_000_000, "2027-01-05T00:00:00Z", "jan").await;
     app.set_now("2027-02-02T00:00:00Z");
-    let done = run(&app, "2027-02-01T00:00:00Z", false).await;
+    let done = app.run_invoices("2027-02-01T00:00:00Z", false).await;
     assert_eq!(done["counts"]["invoiced"], 6, "{done}"); // three months of two customers
 
     let mut ours = invoices(&app, "?customer_id=acme", ADMIN).await;
@@ -374,7 +355,7 @@ async fn an_invoice_reads_as_csv_and_as_printable_html() {
     app.customer("acme").await;
     usage(&app, "acme", "events", 2_500_000, "2026-11-05T10:00:00Z", "e").await;
     app.set_now("2026-12-02T00:00:00Z");
-    run(&app, "2026-12-01T00:00:00Z", true).await;
+    app.run_invoices("2026-12-01T00:00:00Z", true).await;
     let invoice = &invoices(&app, "", ADMIN).await[0];
     assert_eq!(invoice["status"], "issued");
     assert_eq!(invoice["number"], "INV-000001");
@@ -423,7 +404,7 @@ async fn a_platform_add_on_switched_off_mid_period_is_billed_up_to_then() {
     let (_, view) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
     assert_eq!(view["bill"]["total"], "41.67", "{}", view["bill"]);
     app.set_now("2026-12-02T00:00:00Z");
-    run(&app, "2026-12-01T00:00:00Z", false).await;
+    app.run_invoices("2026-12-01T00:00:00Z", false).await;
     let invoice = &invoices(&app, "", ADMIN).await[0];
     assert_eq!(invoice["total"], "41.67");
     assert_eq!(

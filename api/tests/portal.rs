@@ -132,16 +132,7 @@ async fn a_link_opens_once_into_a_session_for_its_customer_only() {
         )
         .await;
         app.set_now("2026-12-02T00:00:00Z");
-        let (status, run) =
-            app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-        let id = run["id"].as_str().unwrap().to_owned();
-        for _ in 0..200 {
-            if app.get(&format!("/v1/invoice-runs/{id}"), Some(ADMIN)).await.1["status"] == "completed" {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        app.run_invoices("2026-12-01T00:00:00Z", false).await;
         let (_, list) = app.get("/v1/invoices?customer_id=zed", Some(ADMIN)).await;
         let zed_invoice = list["data"][0]["id"].as_str().unwrap().to_owned();
         let (_, list) = app.get("/v1/invoices?customer_id=acme", Some(ADMIN)).await;
@@ -392,6 +383,14 @@ async fn a_session_ends_after_an_hour_idle_after_twelve_hours_and_when_the_key_r
     .await;
 }
 
+/// Sends one usage event of customer `acme`.
+async fn send_event(app: &App, id: &str, meter: &str, quantity: &str, at: &str) {
+    let event =
+        json!({"id": id, "customer_id": "acme", "meter": meter, "quantity": quantity, "timestamp": at});
+    let (status, body) = app.post("/v1/usage", Some(ADMIN), json!({"events": [event]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// The billing page's data, as the server put it in the page for the client.
 fn page_data(page: &str) -> pricing_ui::billing::BillingData {
     let marker = format!("id=\"{}\">", pricing_ui::billing::DATA_ELEMENT_ID);
@@ -443,16 +442,7 @@ fn the_cap_consequences_shown_before_saving_are_what_happens() {
                     + chrono::Duration::days(i64::from(day))
                     + chrono::Duration::seconds(i64::from(second));
                 app.set_now(&now.to_rfc3339());
-                let (status, body) = app
-                    .post(
-                        "/v1/usage",
-                        Some(ADMIN),
-                        json!({"events": [{"id": "so-far",
-                    "customer_id": "acme", "meter": meter, "quantity": usage.to_string(),
-                    "timestamp": now.to_rfc3339()}]}),
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::OK, "{body}");
+                send_event(&app, "so-far", &meter, &usage.to_string(), &now.to_rfc3339()).await;
                 let (path, _) = link(&app, "acme", ADMIN).await;
                 let cookie = open(&app, &path).await;
                 let (_, _, page) = browse(&app, Method::GET, "/billing", Some(&cookie), None, &[]).await;
@@ -512,16 +502,7 @@ fn the_cap_consequences_shown_before_saving_are_what_happens() {
                             view["projected"]["usage"][&meter].as_str().unwrap().parse().unwrap();
                         let extra = projected_usage - rust_decimal::Decimal::from(usage);
                         if !extra.is_zero() {
-                            let (status, body) = app
-                                .post(
-                                    "/v1/usage",
-                                    Some(ADMIN),
-                                    json!({"events": [{"id": "the-rest",
-                                "customer_id": "acme", "meter": meter, "quantity": extra.to_string(),
-                                "timestamp": now.to_rfc3339()}]}),
-                                )
-                                .await;
-                            assert_eq!(status, StatusCode::OK, "{body}");
+                            send_event(&app, "the-rest", &meter, &extra.to_string(), &now.to_rfc3339()).await;
                         }
                         let (_, after) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
                         assert_eq!(dropped_in(&after["bill"], &key), predicted, "{context}");
@@ -559,15 +540,7 @@ async fn the_page_shows_the_bill_the_invoice_will_have() {
         assert!(page.contains("Cap reached on 10 November 2026"), "the day the cap was reached");
         assert!(page.contains("dropped since"), "and what was dropped");
         app.set_now("2026-12-01T01:00:00Z");
-        let (status, run) = app.post("/v1/invoice-runs", Some(ADMIN), json!({"as_of": "2026-12-01T00:00:00Z"})).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-        let id = run["id"].as_str().unwrap().to_owned();
-        for _ in 0..200 {
-            if app.get(&format!("/v1/invoice-runs/{id}"), Some(ADMIN)).await.1["status"] == "completed" {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        app.run_invoices("2026-12-01T00:00:00Z", false).await;
         let (_, list) = app.get("/v1/invoices?customer_id=acme", Some(ADMIN)).await;
         assert_eq!(list["data"][0]["total"].as_str().unwrap(), data.so_far.total.to_string(), "the invoice is the page's bill");
         // The past period, picked on the page, shows the invoice's bill (a new session: two hours idle ended it).

@@ -842,6 +842,20 @@ async fn a_portal_link_opens_once_and_its_session_ends_idle_revoked_or_rotated()
     .await;
 }
 
+/// The naive answer to `time_total_reached("c", 0, "m", amount)`: the period's events of the meter in time order
+/// (ties by id), summed until the amount.
+fn naive_time_reached(events: &[NewEvent], amount: i64) -> Option<i64> {
+    let mut mine: Vec<&NewEvent> = events.iter().filter(|e| e.meter == "m" && e.period_start == 0).collect();
+    mine.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
+    let mut running = 0;
+    mine.iter()
+        .find(|e| {
+            running += e.quantity_micros;
+            running >= amount
+        })
+        .map(|e| e.occurred_at)
+}
+
 /// When a running total reached an amount, found through the daily totals and one day's events, is the naive answer:
 /// every event of the period in time order (ties by id), summed until the amount — for events over many days,
 /// with ties, other meters and other periods mixed in, at every threshold.
@@ -895,15 +909,6 @@ async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
                 events.iter().filter(|e| e.meter == "m" && e.period_start == 0).collect();
             mine.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
             let total: i64 = mine.iter().map(|e| e.quantity_micros).sum();
-            let naive = |amount: i64| {
-                let mut running = 0;
-                mine.iter()
-                    .find(|e| {
-                        running += e.quantity_micros;
-                        running >= amount
-                    })
-                    .map(|e| e.occurred_at)
-            };
             let mut amounts: Vec<i64> =
                 (0..200).map(|_| 1 + i64::try_from(next(u64::try_from(total).unwrap())).unwrap()).collect();
             let mut running = 0;
@@ -917,7 +922,7 @@ async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
                 for _ in 0..2 {
                     assert_eq!(
                         s.time_total_reached("c", 0, "m", amount).await.unwrap(),
-                        naive(amount),
+                        naive_time_reached(&events, amount),
                         "round {round}, amount {amount}"
                     );
                 }
@@ -926,18 +931,6 @@ async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
         }
         // A remembered answer is asked again after one more event, on a day before, on or after its own: it must
         // be the naive answer each time.
-        let naive_of = |events: &[NewEvent], amount: i64| {
-            let mut mine: Vec<&NewEvent> =
-                events.iter().filter(|e| e.meter == "m" && e.period_start == 0).collect();
-            mine.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
-            let mut running = 0;
-            mine.iter()
-                .find(|e| {
-                    running += e.quantity_micros;
-                    running >= amount
-                })
-                .map(|e| e.occurred_at)
-        };
         for i in 0..80 {
             let total: i64 = events
                 .iter()
@@ -945,7 +938,10 @@ async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
                 .map(|e| e.quantity_micros)
                 .sum();
             let amount = 1 + i64::try_from(next(u64::try_from(total).unwrap())).unwrap();
-            assert_eq!(s.time_total_reached("c", 0, "m", amount).await.unwrap(), naive_of(&events, amount));
+            assert_eq!(
+                s.time_total_reached("c", 0, "m", amount).await.unwrap(),
+                naive_time_reached(&events, amount)
+            );
             let at = i64::try_from(next(20)).unwrap() * DAY + i64::try_from(next(3)).unwrap() * 1_000;
             let one =
                 event("c", &format!("probe{i:03}"), "m", i64::try_from(1 + next(5_000_000)).unwrap(), at);
@@ -953,7 +949,7 @@ async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
             events.push(one);
             assert_eq!(
                 s.time_total_reached("c", 0, "m", amount).await.unwrap(),
-                naive_of(&events, amount),
+                naive_time_reached(&events, amount),
                 "probe {i}, amount {amount}, one more event at {at}"
             );
         }

@@ -31,25 +31,34 @@ pub fn script_json(json: &str) -> String {
     json.replace('<', "\\u003c")
 }
 
+/// What both pages' `<head>` holds: character set, viewport, colour schemes, the icon, the style sheet, the price book
+/// for the client, and the hydration scripts when there is a bundle.
+fn common_head(book_json: &str, options: Option<LeptosOptions>) -> impl IntoView {
+    let scripts = options.map(|options| view! { <HydrationScripts options/> });
+    view! {
+        <meta charset="utf-8"/>
+        <meta name="viewport" content="width=device-width, initial-scale=1"/>
+        <meta name="color-scheme" content="light dark"/>
+        // An inline icon: no extra request, no 404.
+        <link rel="icon" href=FAVICON/>
+        <style inner_html=crate::STYLE></style>
+        <script type="application/json" id=crate::BOOK_ELEMENT_ID inner_html=book_json.to_owned()></script>
+        {scripts}
+    }
+}
+
 /// The whole document.
 pub fn shell(input: PageInput) -> impl IntoView {
     let initial = PageState::from_query(&input.book, &input.query);
-    let scripts = input.options.map(|options| view! { <HydrationScripts options/> });
+    let head = common_head(&input.book_json, input.options);
     let book = input.book;
     view! {
         <!DOCTYPE html>
         <html lang="en">
             <head>
-                <meta charset="utf-8"/>
-                <meta name="viewport" content="width=device-width, initial-scale=1"/>
-                <meta name="color-scheme" content="light dark"/>
+                {head}
                 <title>"Pricing · tally"</title>
-                // An inline icon: no extra request, no 404.
-                <link rel="icon" href=FAVICON/>
                 <meta name="description" content="Usage-based pricing with a free allowance on every product: estimate your monthly bill to the cent."/>
-                <style inner_html=crate::STYLE></style>
-                <script type="application/json" id=crate::BOOK_ELEMENT_ID inner_html=input.book_json.to_string()></script>
-                {scripts}
             </head>
             <body>
                 <App book initial/>
@@ -74,23 +83,17 @@ pub struct BillingInput {
 /// The billing page's document: the same head, style and client as the pricing page, with the page's data beside
 /// the price book.
 pub fn billing_shell(input: BillingInput) -> impl IntoView {
-    let scripts = input.options.map(|options| view! { <HydrationScripts options/> });
+    let head = common_head(&input.book_json, input.options);
     let data_json = script_json(&serde_json::to_string(&*input.data).unwrap_or_default());
     let (book, data) = (input.book, input.data);
     view! {
         <!DOCTYPE html>
         <html lang="en">
             <head>
-                <meta charset="utf-8"/>
-                <meta name="viewport" content="width=device-width, initial-scale=1"/>
-                <meta name="color-scheme" content="light dark"/>
+                {head}
                 <meta name="robots" content="noindex"/>
                 <title>"Billing · tally"</title>
-                <link rel="icon" href=FAVICON/>
-                <style inner_html=crate::STYLE></style>
-                <script type="application/json" id=crate::BOOK_ELEMENT_ID inner_html=input.book_json.to_string()></script>
                 <script type="application/json" id=crate::billing::DATA_ELEMENT_ID inner_html=data_json></script>
-                {scripts}
             </head>
             <body class="billing">
                 <crate::billing::BillingApp book data/>

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use super::service::{from_micros, Failure, Outcome, Service};
 use crate::secret::{hash_secret, hex, new_id, new_secret, sha256_hex};
 use crate::store::{CredentialKind, CustomerRow, LimitChange, PortalSessionRow};
-use crate::time::micros;
+use crate::time::{micros, MICROS_PER_DAY};
 
 /// How long a portal link may be opened: 15 minutes.
 pub const LINK_TTL_MICROS: i64 = 15 * 60 * 1_000_000;
@@ -153,11 +153,10 @@ impl Service {
         customer: &CustomerRow,
         period: BillingPeriod,
     ) -> Outcome<BTreeMap<String, Vec<(chrono::DateTime<chrono::Utc>, Quantity)>>> {
-        const DAY: i64 = 86_400_000_000;
         let start = micros(period.start());
         let end = micros(period.end());
-        let first = start - start.rem_euclid(DAY);
-        let days: Vec<i64> = (0..).map(|i| first + i * DAY).take_while(|d| *d < end).collect();
+        let first = start - start.rem_euclid(MICROS_PER_DAY);
+        let days: Vec<i64> = (0..).map(|i| first + i * MICROS_PER_DAY).take_while(|d| *d < end).collect();
         let mut out: BTreeMap<String, Vec<(chrono::DateTime<chrono::Utc>, Quantity)>> = BTreeMap::new();
         for row in self.store.usage_daily(&customer.id, start).await? {
             let series = match out.entry(row.meter) {

@@ -101,14 +101,8 @@ pub(super) async fn billing_page(
             book.product(product).map_or_else(|| "the product".to_owned(), |p| p.metered.name.to_string());
         notice = Some(format!("Saved the cap on {name}."));
     }
-    let overview = match state.service.billing_overview(&portal.customer_id, at.min(now)).await {
-        Ok(o) => o,
-        Err(Failure::Invalid(_)) => {
-            notice = Some("That period is before your first one: showing the open one.".to_owned());
-            state.service.billing_overview(&portal.customer_id, now).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A date before the first period shows the first (the use-case's rule); one after now, the open period.
+    let overview = state.service.billing_overview(&portal.customer_id, at.min(now)).await?;
     render(&state, &portal, overview, notice, StatusCode::OK, request).await
 }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::auth::{Admin, CustomerScope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{json_body, parse_instant, Body, Id, PageQuery, Q};
+use super::idempotency::shown_once;
 use super::state::AppState;
 use super::views::{CreatedCustomer, Customer, NewApiKey, Page};
 use crate::app::Created;
@@ -68,7 +69,7 @@ pub(super) async fn create_customer(
     Ok(match created {
         Created::New { customer, api_key } => {
             let body = CreatedCustomer { api_key: Some(api_key), customer: Customer::of(&customer)? };
-            (StatusCode::CREATED, Json(body)).into_response()
+            shown_once((StatusCode::CREATED, Json(body)).into_response(), &["api_key"])
         }
         // A retried creation answers the customer again, without its key (shown once).
         Created::Again(customer) => {
@@ -124,5 +125,6 @@ pub(super) async fn update_customer(
 
 pub(super) async fn new_api_key(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Response> {
     let key = state.service.new_api_key(&id).await?;
-    Ok((StatusCode::CREATED, Json(NewApiKey { api_key: key, customer_id: id })).into_response())
+    let body = NewApiKey { api_key: key, customer_id: id };
+    Ok(shown_once((StatusCode::CREATED, Json(body)).into_response(), &["api_key"]))
 }

@@ -1,7 +1,7 @@
 //! `Idempotency-Key` on every POST, as Stripe does it: the same key and body within 24 hours replays the stored
 //! response; another body → 409 `idempotency_conflict`; while the first is running → 409 `idempotency_in_progress`.
-//! A key is scoped to its credential, method and path. Secrets (a new `api_key`, a portal link's `url`) are never
-//! stored: a replay shows null.
+//! A key is scoped to its credential, method and path. Secrets are never stored: a handler whose answer holds one
+//! says which fields with [`ShownOnce`], and a replay shows them null.
 //!
 //! It is a route layer inside [`super::auth::guard`]: a request the guard refuses (401, 403) never reaches it, so
 //! no credential-less request writes a row. A request the handler refuses (400, 404, 405, 413, 415, 422) or fails
@@ -24,6 +24,17 @@ use crate::app::Service;
 use crate::secret::{hash_secret, hex, sha256_hex};
 use crate::store::Idempotent;
 
+/// The fields of an answer that hold a secret shown once (a new API key, a portal link holding its token): a
+/// handler puts it in its response's extensions; the answer kept for replays has them null.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ShownOnce(pub(super) &'static [&'static str]);
+
+/// Marks the secret fields of `response` (see [`ShownOnce`]).
+pub(super) fn shown_once(mut response: Response, fields: &'static [&'static str]) -> Response {
+    response.extensions_mut().insert(ShownOnce(fields));
+    response
+}
+
 /// The middleware: claim the key, run the request, store its answer (or release the claim).
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Billing-page forms are not API calls: a browser sends no key, and each form carries its session's token.
@@ -44,7 +55,6 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     let credential =
         request.headers().get(header::AUTHORIZATION).map(|v| hex(&hash_secret(v.to_str().unwrap_or(""))));
     let scope = format!("{}|POST|{}", credential.unwrap_or_default(), request.uri().path());
-    let portal_link = request.uri().path().ends_with("/portal-sessions");
     let (parts, body) = request.into_parts();
     // Read within the body limit: `DefaultBodyLimit` only tells extractors, and this runs before them.
     let Ok(bytes) = axum::body::to_bytes(body, state.max_body).await else {
@@ -85,8 +95,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let stored = match serde_json::from_slice::<Value>(&bytes) {
         Ok(mut v) => {
-            // A new key, and a portal link (its token is a credential), are shown once.
-            let secrets: &[&str] = if portal_link { &["api_key", "url"] } else { &["api_key"] };
+            let secrets = parts.extensions.get::<ShownOnce>().map_or(&[][..], |s| s.0);
             for field in secrets {
                 if let Some(secret) = v.get_mut(*field) {
                     *secret = Value::Null;

@@ -9,6 +9,7 @@ use axum::Json;
 use super::auth::{Admin, CustomerScope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Id, PageQuery, Q};
+use super::idempotency::shown_once;
 use super::state::AppState;
 use super::views::{LimitChange, Page, PortalSession};
 
@@ -29,7 +30,9 @@ pub(super) async fn create_portal_session(
     let created = state.service.create_portal_session(&id, caller.kind()).await?;
     let url = format!("{}/billing/sessions/{}", public_base(&state, &headers), created.token);
     let view = PortalSession::of(&created.session, Some(url))?;
-    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
+    let response = (StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(view)).into_response();
+    // The link holds its token: a credential, shown once.
+    Ok(shown_once(response, &["url"]))
 }
 
 pub(super) async fn revoke_portal_session(

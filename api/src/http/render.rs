@@ -196,7 +196,7 @@ pub fn invoice_html(
         );
     }
     let issued = invoice.issued_at.unwrap_or(invoice.created_at);
-    let due = issued + DAYS_UNTIL_DUE * 86_400_000_000;
+    let due = issued + DAYS_UNTIL_DUE * crate::time::MICROS_PER_DAY;
     let period = match (
         chrono::DateTime::from_timestamp_micros(invoice.period_start),
         chrono::DateTime::from_timestamp_micros(invoice.period_end),

@@ -168,6 +168,24 @@ impl App {
         self.call(Method::POST, path, token, Some(body)).await
     }
 
+    /// Starts an invoice run (`POST /v1/invoice-runs`) and waits for it to complete; the run's final JSON.
+    pub async fn run_invoices(&self, as_of: &str, issue: bool) -> Value {
+        let (status, started) = self
+            .post("/v1/invoice-runs", Some(ADMIN), serde_json::json!({"as_of": as_of, "issue": issue}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+        let id = started["id"].as_str().unwrap().to_owned();
+        for _ in 0..500 {
+            let (status, body) = self.get(&format!("/v1/invoice-runs/{id}"), Some(ADMIN)).await;
+            assert_eq!(status, StatusCode::OK);
+            if body["status"] == "completed" {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("run {id} did not complete");
+    }
+
     /// Creates a customer anchored on 2026-11-01; returns its key.
     pub async fn customer(&self, id: &str) -> String {
         let (status, body) = self

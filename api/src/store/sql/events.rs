@@ -11,6 +11,7 @@ use crate::store::contract::{Idempotent, IDEMPOTENCY_KEEP_MICROS};
 use crate::store::error::{corrupt, StoreResult};
 use crate::store::sql::{SqlStore, EVENTS_PER_STATEMENT, IN_LIST};
 use crate::store::types::{EventOutcome, NewEvent, NewReport};
+use crate::time::MICROS_PER_DAY;
 
 impl<B: Backend> SqlStore<B>
 where
@@ -281,9 +282,6 @@ where
         })
     }
 }
-
-/// A UTC day in microseconds.
-pub(crate) const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// What a batch's stored events add up to: per customer, period and meter, and per day too.
 struct Sums<'s, 'e> {

@@ -173,7 +173,7 @@ where
         .bind(period_start)
         .bind(meter)
         .bind(day)
-        .bind(day + super::events::MICROS_PER_DAY)
+        .bind(day + crate::time::MICROS_PER_DAY)
         .bind(micros - before)
         .fetch_optional(&self.pool)
         .await?;
