@@ -1,7 +1,7 @@
 //! `Idempotency-Key` on every POST, as Stripe does it: the same key and body within 24 hours replays the stored
 //! response; another body → 409 `idempotency_conflict`; while the first is running → 409 `idempotency_in_progress`.
 //! A key is scoped to its credential, method and path. Secrets are never stored: a handler whose answer holds one
-//! says which fields with [`ShownOnce`], and a replay shows them null.
+//! says which fields with `ShownOnce`, and a replay shows them null.
 //!
 //! It is a route layer inside [`super::auth::guard`]: a request the guard refuses (401, 403) never reaches it, so
 //! no credential-less request writes a row. A request the handler refuses (400, 404, 405, 413, 415, 422) or fails
