@@ -71,6 +71,22 @@ enum Command {
         /// The seller's postal address, printed on invoices (lines separated by `|`).
         #[arg(long, env = "TALLY_SELLER_ADDRESS", default_value = "")]
         seller_address: String,
+        /// Allow webhook endpoints at private, loopback and link-local addresses (refused by default, at
+        /// registration and at each delivery).
+        #[arg(long, env = "TALLY_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+        webhook_allow_private: bool,
+        /// A factor on the webhook retry schedule and on the 5 days after which a failing endpoint is disabled
+        /// (0.001 turns 5 minutes into 0.3 s: for tests and drills).
+        #[arg(long, env = "TALLY_WEBHOOK_RETRY_SCALE", default_value = "1")]
+        webhook_retry_scale: String,
+        /// Seconds a webhook attempt may take before it counts as failed.
+        #[arg(long, env = "TALLY_WEBHOOK_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..=60))]
+        webhook_timeout: u16,
+    },
+    /// Webhooks: check a delivery's signature as a receiver must.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
     },
     /// Invoices.
     Invoice {
@@ -117,6 +133,30 @@ enum InvoiceCommand {
         /// Prefix of invoice numbers.
         #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::app::DEFAULT_PREFIX)]
         invoice_prefix: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Verify a webhook: exit 0 when a signature matches and the timestamp is within 5 minutes of now, 1 when not
+    /// (one line says which), 2 on bad input. Give the three headers' values and the body (a file, or `-` for
+    /// standard input, the default).
+    Verify {
+        /// The endpoint's signing secret (whsec_…).
+        #[arg(long)]
+        secret: String,
+        /// The `webhook-id` header.
+        #[arg(long)]
+        id: String,
+        /// The `webhook-timestamp` header (Unix seconds).
+        #[arg(long)]
+        timestamp: String,
+        /// The `webhook-signature` header (`v1,<base64>`, several separated by spaces).
+        #[arg(long)]
+        signature: String,
+        /// The body, exactly as received: a file, or `-` for standard input.
+        #[arg(value_name = "BODY_FILE")]
+        body: Option<PathBuf>,
     },
 }
 
@@ -211,7 +251,18 @@ fn run(
             public_url,
             seller_name,
             seller_address,
+            webhook_allow_private,
+            webhook_retry_scale,
+            webhook_timeout,
         } => {
+            let retry_scale = billing_core::wire::parse_decimal(&webhook_retry_scale)
+                .ok()
+                .filter(|s| !s.is_zero())
+                .ok_or_else(|| {
+                    Failure::Input(format!(
+                        "--webhook-retry-scale `{webhook_retry_scale}` is not a positive decimal such as 1 or 0.001"
+                    ))
+                })?;
             let price_book = match price_book {
                 Some(p) => Some(load_price_book(Some(&p))?),
                 None => None,
@@ -227,8 +278,29 @@ fn run(
                 assets,
                 public_url: public_url.filter(|u| !u.is_empty()),
                 seller: crate::http::Seller { name: seller_name, address: seller_address.replace('|', "\n") },
+                webhooks: crate::app::WebhookSettings {
+                    allow_private: webhook_allow_private,
+                    retry_scale,
+                    timeout: std::time::Duration::from_secs(u64::from(webhook_timeout)),
+                    ..crate::app::WebhookSettings::default()
+                },
             };
             serve(settings, stderr)
+        }
+        Command::Webhook { command: WebhookCommand::Verify { secret, id, timestamp, signature, body } } => {
+            let body = match body.as_deref() {
+                None => read_stdin_bytes(stdin)?,
+                Some(p) if p.as_os_str() == "-" => read_stdin_bytes(stdin)?,
+                Some(p) => std::fs::read(p)
+                    .map_err(|e| Failure::Input(format!("cannot read the body file {}: {e}", p.display())))?,
+            };
+            let now = chrono::Utc::now().timestamp();
+            match crate::signature::verify(&secret, &id, &timestamp, &signature, &body, now) {
+                Ok(()) => writeln!(stdout, "valid: the signature matches and the timestamp is current")
+                    .map_err(Failure::Output),
+                Err(crate::signature::Rejection::Malformed(m)) => Err(Failure::Input(m)),
+                Err(rejection) => Err(Failure::Partial(format!("invalid: {rejection}"))),
+            }
         }
         Command::Migrate { database } => runtime()?.block_on(async {
             let store = crate::store::open(&database).await.map_err(|e| Failure::Input(e.to_string()))?;
@@ -255,6 +327,12 @@ fn run(
             writeln!(stdout, "{json}").map_err(Failure::Output)
         }
     }
+}
+
+fn read_stdin_bytes(stdin: &mut dyn Read) -> Result<Vec<u8>, Failure> {
+    let mut body = Vec::new();
+    stdin.read_to_end(&mut body).map_err(|e| Failure::Input(format!("cannot read standard input: {e}")))?;
+    Ok(body)
 }
 
 fn write_bill(out: &mut dyn Write, bill: &Bill<'_>, format: Format) -> Result<(), Failure> {

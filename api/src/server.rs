@@ -37,6 +37,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// The seller printed on invoices.
     pub seller: crate::http::Seller,
+    /// How webhooks are delivered.
+    pub webhooks: crate::app::WebhookSettings,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             assets: None,
             public_url: None,
             seller: crate::http::Seller { name: "tally".into(), address: String::new() },
+            webhooks: crate::app::WebhookSettings::default(),
         }
     }
 }
@@ -132,9 +135,12 @@ impl Application {
         // Idempotency records expire after a day: purged at start and every hour (several instances may purge at
         // once; each deletes what is there to delete).
         let purge = http::idempotency::purge_expired(service.clone(), PURGE_EVERY);
+        // Webhook delivery: events written by any instance, sent by whichever claims them.
+        let webhooks = tokio::spawn(service.clone().deliver_webhooks());
         let router = http::router(self.state, self.max_body);
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
         purge.abort();
+        webhooks.abort();
         service.close().await;
         served?;
         Ok(())
@@ -155,8 +161,10 @@ pub async fn state(
         None => PriceBook::default_book().map_err(|e| StartError::Service(e.to_string()))?,
     };
     let (admin_hash, generated) = admin_token(store.as_ref(), settings.admin_token.as_deref()).await?;
-    let service =
-        Service::start(store, clock, &first).await.map_err(|e| StartError::Service(e.to_string()))?;
+    let service = Service::start(store, clock, &first)
+        .await
+        .map_err(|e| StartError::Service(e.to_string()))?
+        .with_webhooks(settings.webhooks.clone());
     let run_settings =
         RunSettings { workers: 2, prefix: settings.invoice_prefix.clone(), ..RunSettings::default() };
     Ok((

@@ -4,10 +4,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use billing_core::money::Rounding;
 use billing_core::{BillingPeriod, PriceBook, Quantity};
 use chrono::{DateTime, Utc};
 
+use rust_decimal::Decimal;
+use serde_json::json;
+
 use super::service::{instant, quantity_micros, Outcome, Service};
+use super::webhooks::{new_event, text};
 use crate::store::{AlertRow, CustomerRow, EventOutcome, LimitRow, NewEvent, NewReport};
 use crate::time::micros;
 
@@ -251,7 +256,7 @@ impl Service {
         let mut reported = 0;
         if !batch.reports.is_empty() {
             let reports: Vec<NewReport> = batch.reports.iter().map(|(_, r)| r.clone()).collect();
-            for ((index, _), open) in batch.reports.iter().zip(self.store.insert_reports(&reports).await?) {
+            for ((index, _), open) in batch.reports.iter().zip(self.store.insert_reports(&reports, micros(now)).await?) {
                 if open {
                     reported += 1;
                 } else {
@@ -287,7 +292,8 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Outcome<()> {
         let period = Self::period_of(customer, start)?;
-        let (_, _, bill) = self.bill_for(customer, limits, period).await?;
+        let (book, request, bill) = self.bill_for(customer, limits, period).await?;
+        let currency = bill.currency.code().to_owned();
         for limit in &bill.spend_limits {
             for threshold in &limit.alerts {
                 let alert = AlertRow {
@@ -296,7 +302,35 @@ impl Service {
                     threshold: threshold.to_string(),
                     detected_at: micros(now),
                 };
-                self.store.insert_alert(&customer.id, &alert).await?;
+                let period_text = json!({"start": text(period.start())?, "end": text(period.end())?});
+                let data = json!({
+                    "customer_id": customer.id,
+                    "product": limit.product,
+                    "threshold": threshold.to_string(),
+                    "period": period_text,
+                    "amount": bill.currency.round(limit.net_exact_amount, Rounding::HalfAwayFromZero).to_string(),
+                    "cap": limit.limit.to_string(),
+                    "currency": currency,
+                    "detected_at": text(now)?,
+                });
+                let mut events = vec![new_event("spend_alert.crossed", Some(&customer.id), &data, now)?];
+                if *threshold >= Decimal::ONE {
+                    let reached_at = if limit.reached {
+                        self.cap_reached_at(customer, period, &book, &request, &limit.product).await?
+                    } else {
+                        None
+                    };
+                    let data = json!({
+                        "customer_id": customer.id,
+                        "product": limit.product,
+                        "cap": limit.limit.to_string(),
+                        "currency": currency,
+                        "period": period_text,
+                        "reached_at": text(reached_at.unwrap_or(now))?,
+                    });
+                    events.push(new_event("spend_cap.reached", Some(&customer.id), &data, now)?);
+                }
+                self.store.insert_alert(&customer.id, &alert, &events).await?;
             }
         }
         Ok(())

@@ -4,12 +4,15 @@
 //! event may be, who may see what) and never computes a price itself: every amount comes from
 //! [`billing_core::compute`]. One [`Service`], its use-cases in one file each, in dependency order: `credit`
 //! (commitments and the ledger) → `period` (the request of a period) → `usage` (the usage view) → `ingest`,
-//! `limits`, `portal` (the customer's billing page); `customers`, `quotes`, `runs` (invoice runs), `lifecycle` (draft → issued → paid | void).
+//! `limits`, `portal` (the customer's billing page); `customers`, `quotes`, `runs` (invoice runs), `lifecycle` (draft → issued → paid | void);
+//! `documents` (an invoice as given out), `webhooks` (events, endpoints) → `delivery` (sending them).
 
 mod access;
 mod billing;
 mod credit;
 mod customers;
+mod delivery;
+mod documents;
 mod ingest;
 mod lifecycle;
 mod limits;
@@ -19,10 +22,13 @@ mod quotes;
 mod runs;
 mod service;
 mod usage;
+mod webhooks;
 
 pub use billing::{credit_balance, BillingOverview};
 pub use credit::{available_credit, Ledger, LedgerEntry};
 pub use customers::Created;
+pub use delivery::{after_failure, body_of, scaled_micros, DISABLE_AFTER_SECONDS, SCHEDULE_SECONDS};
+pub use documents::{written, InvoiceDocument, PeriodText};
 pub use ingest::{Entry, EntryKind, Ingested, Rejected};
 pub use period::period_request;
 pub use portal::{
@@ -31,3 +37,4 @@ pub use portal::{
 pub use runs::{RunCounts, RunSettings, DEFAULT_PREFIX};
 pub use service::{from_micros, instant, invalid, quantity_micros, Failure, Outcome, Service, Version};
 pub use usage::{CapTimes, UsageView};
+pub use webhooks::{EndpointChange, NewEndpoint, WebhookSettings, EVENT_TYPES, ROTATION_OVERLAP_MICROS};

@@ -197,7 +197,22 @@ impl Service {
         if let Some(e) = first_error {
             return Err(e);
         }
-        self.store.finish_run(&run.id, micros(self.now())).await?;
+        let now = self.now();
+        let done = self.store.run(&run.id).await?.ok_or(Failure::NotFound("invoice run"))?;
+        let counts = RunCounts::of(&done);
+        let data = serde_json::json!({
+            "id": done.id,
+            "as_of": super::webhooks::text(super::service::instant(done.as_of)?)?,
+            "issue": done.issue,
+            "eligible": counts.eligible,
+            "invoiced": counts.invoiced,
+            "already_invoiced": counts.already_invoiced,
+            "failed": counts.failed,
+            "created_at": super::webhooks::text(super::service::instant(done.created_at)?)?,
+            "finished_at": super::webhooks::text(now)?,
+        });
+        let event = super::webhooks::new_event("invoice_run.completed", None, &data, now)?;
+        self.store.finish_run(&run.id, micros(now), &event).await?;
         self.store.run(&run.id).await?.ok_or(Failure::NotFound("invoice run"))
     }
 

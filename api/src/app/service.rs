@@ -121,6 +121,8 @@ pub struct Service {
     versions: RwLock<Arc<Vec<Arc<Version>>>>,
     /// The book the service started with: in force when no stored version is (never, once started).
     fallback: Arc<PriceBook>,
+    /// How webhooks are delivered.
+    pub(super) webhooks: super::webhooks::WebhookSettings,
 }
 
 impl Service {
@@ -143,6 +145,7 @@ impl Service {
             clock,
             versions: RwLock::new(Arc::new(Vec::new())),
             fallback: Arc::new(first.clone()),
+            webhooks: super::webhooks::WebhookSettings::default(),
         };
         service.reload_books().await?;
         service.backfill_open_periods().await?;
@@ -160,6 +163,13 @@ impl Service {
         }
         *self.versions.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(versions);
         Ok(())
+    }
+
+    /// The service with these webhook settings.
+    #[must_use]
+    pub fn with_webhooks(mut self, settings: super::webhooks::WebhookSettings) -> Self {
+        self.webhooks = settings;
+        self
     }
 
     /// `sqlite` or `postgres`.

@@ -94,7 +94,7 @@ pub(super) async fn list_invoices(
     let rows =
         state.service.invoices(&filter, q.cursor.as_deref(), i64::try_from(limit + 1).unwrap_or(501)).await?;
     let more = rows.len() > limit;
-    let data = rows.iter().take(limit).map(|i| Invoice::of(&state.service, i)).collect::<ApiResult<_>>()?;
+    let data = rows.iter().take(limit).map(|i| state.service.invoice_document(i).map_err(ApiError::from)).collect::<ApiResult<_>>()?;
     let next = more.then(|| rows[limit - 1].id.clone());
     Ok(Json(Page { data, next_cursor: next }))
 }
@@ -123,7 +123,7 @@ pub(super) async fn get_invoice(
         return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html)
             .into_response());
     }
-    Ok(Json(Invoice::of(&state.service, &invoice)?).into_response())
+    Ok(Json(state.service.invoice_document(&invoice)?).into_response())
 }
 
 async fn lifecycle(
@@ -133,7 +133,7 @@ async fn lifecycle(
     action: crate::store::InvoiceAction,
 ) -> ApiResult<Json<Invoice>> {
     let invoice = state.service.transition(id, action, &state.run_settings.prefix).await?;
-    Ok(Json(Invoice::of(&state.service, &invoice)?))
+    Ok(Json(state.service.invoice_document(&invoice)?))
 }
 
 pub(super) async fn issue_invoice(

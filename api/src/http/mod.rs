@@ -37,6 +37,7 @@ pub mod routes;
 mod state;
 mod usage;
 mod views;
+mod webhooks;
 
 pub use assets::Assets;
 pub use error::{ApiError, ApiResult, Detail};
@@ -75,6 +76,16 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/customers/{id}/portal-sessions", post(portal::create_portal_session))
         .route("/v1/portal-sessions/{id}/revoke", post(portal::revoke_portal_session))
         .route("/v1/customers/{id}/limits/history", get(portal::limit_history))
+        .route("/v1/events", get(webhooks::events))
+        .route("/v1/events/{id}", get(webhooks::event))
+        .route("/v1/webhook-endpoints", get(webhooks::list_endpoints).post(webhooks::create_endpoint))
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            get(webhooks::get_endpoint).patch(webhooks::change_endpoint).delete(webhooks::delete_endpoint),
+        )
+        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhook-deliveries/{id}/retry", post(webhooks::retry_delivery))
         .route("/billing/sessions/{id}", get(billing::open_link))
         .route("/billing", get(billing::billing_page).layer(tower_http::compression::CompressionLayer::new()))
         .route("/billing/limits", post(billing::save_cap))

@@ -206,12 +206,49 @@ fn parts() -> Parts {
 fn schemas() -> Value {
     let p = parts();
     let mut all = core_schemas(&p);
-    for more in [service_schemas(&p), portal_schemas()] {
+    for more in [service_schemas(&p), portal_schemas(), webhook_schemas()] {
         if let (Value::Object(all), Value::Object(more)) = (&mut all, more) {
             all.extend(more);
         }
     }
     all
+}
+
+/// Events and webhooks'.
+fn webhook_schemas() -> Value {
+    let instant = json!({"type": "string", "format": "date-time"});
+    let types: Vec<&str> = crate::app::EVENT_TYPES.to_vec();
+    let mut subscribable = types.clone();
+    subscribable.push("*");
+    let url = json!({"type": "string", "maxLength": 2048, "description": "https:// or http://; private, loopback and link-local addresses are refused unless tally runs with --webhook-allow-private"});
+    json!({
+        "EventType": {"enum": types},
+        "Event": {"type": "object", "required": ["id", "type", "created_at", "customer_id", "data"], "properties": {
+            "id": {"type": "string"}, "type": {"enum": crate::app::EVENT_TYPES}, "created_at": instant,
+            "customer_id": {"type": ["string", "null"]}, "data": {"type": "object"}}},
+        "EventPage": page_of("Event"),
+        "NewWebhookEndpoint": {"type": "object", "required": ["url", "event_types"], "additionalProperties": false, "properties": {
+            "url": url, "event_types": {"type": "array", "minItems": 1, "items": {"enum": subscribable}},
+            "description": {"type": ["string", "null"], "maxLength": 500}}},
+        "WebhookEndpointChange": {"type": "object", "additionalProperties": false, "properties": {
+            "url": url, "event_types": {"type": "array", "minItems": 1, "items": {"enum": subscribable}},
+            "enabled": {"type": "boolean"}, "description": {"type": ["string", "null"], "maxLength": 500}}},
+        "WebhookEndpoint": {"type": "object", "required": ["id", "url", "event_types", "enabled", "secret", "description", "disabled_reason", "previous_secret_until", "created_at", "updated_at"], "properties": {
+            "id": {"type": "string"}, "url": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}},
+            "enabled": {"type": "boolean"}, "secret": {"type": ["string", "null"], "description": "whsec_ + base64 of 32 bytes: given at creation and rotation only"},
+            "description": {"type": ["string", "null"]}, "disabled_reason": {"type": ["string", "null"]},
+            "previous_secret_until": {"type": ["string", "null"], "format": "date-time"}, "created_at": instant, "updated_at": instant}},
+        "WebhookEndpointPage": page_of("WebhookEndpoint"),
+        "WebhookDelivery": {"type": "object", "required": ["id", "event_id", "endpoint_id", "state", "created_at", "next_attempt_at", "attempts"], "properties": {
+            "id": {"type": "string"}, "event_id": {"type": "string"}, "endpoint_id": {"type": "string"},
+            "state": {"enum": ["pending", "succeeded", "failed"]}, "created_at": instant,
+            "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+            "attempts": {"type": "array", "items": {"type": "object", "required": ["n", "at", "status", "latency_ms", "response", "error", "manual"], "properties": {
+                "n": {"type": "integer"}, "at": instant, "status": {"type": ["integer", "null"]}, "latency_ms": {"type": "integer"},
+                "response": {"type": "string", "description": "the first 1 KB of the answer"}, "error": {"type": ["string", "null"]}, "manual": {"type": "boolean"}}}}}},
+        "WebhookDeliveryPage": page_of("WebhookDelivery"),
+        "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}}
+    })
 }
 
 /// The billing portal's: sessions, cap changes, the billing page's form and parameters.

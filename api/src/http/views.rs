@@ -11,11 +11,10 @@ use billing_core::{Bill, BillingPeriod, LimitSummary, Quantity};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use crate::app::{instant, LedgerEntry, RunCounts, Service, Version};
-use crate::store::{AlertRow, CommitmentRow, CustomerRow, InvoiceRow, LimitRow, RunRow};
+use crate::app::{instant, LedgerEntry, RunCounts, Version};
+use crate::store::{AlertRow, CommitmentRow, CustomerRow, LimitRow, RunRow};
 
 /// An instant as the API writes it: RFC 3339, UTC, `Z`, seconds' fraction only when there is one.
 fn written(at: DateTime<Utc>) -> String {
@@ -338,51 +337,8 @@ impl Run {
     }
 }
 
-/// An invoice: its request and bill (the stored form read back), its totals and lifecycle.
-#[derive(Debug, Serialize)]
-pub(super) struct Invoice {
-    amount_due: String,
-    bill: Bill<'static>,
-    created_at: String,
-    credit_applied: String,
-    currency: String,
-    customer_id: String,
-    id: String,
-    issued_at: Option<String>,
-    number: Option<String>,
-    paid_at: Option<String>,
-    period: Period<String>,
-    price_book_version: String,
-    request: Value,
-    run_id: Option<String>,
-    status: String,
-    total: String,
-    voided_at: Option<String>,
-}
-
-impl Invoice {
-    pub(super) fn of(service: &Service, i: &InvoiceRow) -> ApiResult<Invoice> {
-        Ok(Invoice {
-            amount_due: i.amount_due.clone(),
-            bill: service.invoice_bill(i)?,
-            created_at: rfc3339(i.created_at)?,
-            credit_applied: i.credit_applied.clone(),
-            currency: i.currency.clone(),
-            customer_id: i.customer_id.clone(),
-            id: i.id.clone(),
-            issued_at: rfc3339_opt(i.issued_at)?,
-            number: i.number.clone(),
-            paid_at: rfc3339_opt(i.paid_at)?,
-            period: Period { end: rfc3339(i.period_end)?, start: rfc3339(i.period_start)? },
-            price_book_version: i.price_book_version.clone(),
-            request: serde_json::from_str(&i.request).map_err(|e| ApiError::internal(&e))?,
-            run_id: i.run_id.clone(),
-            status: i.status.clone(),
-            total: i.total.clone(),
-            voided_at: rfc3339_opt(i.voided_at)?,
-        })
-    }
-}
+/// An invoice: the document the service gives out (also the data of invoice events).
+pub(super) use crate::app::InvoiceDocument as Invoice;
 
 /// A billing-portal session. `url` (holding the link's single-use token) is given once, at creation.
 #[derive(Debug, Serialize)]
@@ -433,4 +389,122 @@ impl LimitChange {
             product: c.product.clone(),
         })
     }
+}
+
+/// A webhook endpoint. `secret` is given once: at creation and at each rotation.
+#[derive(Debug, Serialize)]
+pub(super) struct Endpoint {
+    created_at: String,
+    description: Option<String>,
+    disabled_reason: Option<String>,
+    enabled: bool,
+    event_types: Vec<String>,
+    id: String,
+    /// Until when the secret before the last rotation still signs beside the current one.
+    previous_secret_until: Option<String>,
+    secret: Option<String>,
+    updated_at: String,
+    url: String,
+}
+
+impl Endpoint {
+    pub(super) fn of(e: &crate::store::EndpointRow, show_secret: bool) -> ApiResult<Endpoint> {
+        Ok(Endpoint {
+            created_at: rfc3339(e.created_at)?,
+            description: e.description.clone(),
+            disabled_reason: e.disabled_reason.clone(),
+            enabled: e.enabled,
+            event_types: e.event_types.clone(),
+            id: e.id.clone(),
+            previous_secret_until: rfc3339_opt(e.previous_until)?,
+            secret: show_secret.then(|| e.secret.clone()),
+            updated_at: rfc3339(e.updated_at)?,
+            url: e.url.clone(),
+        })
+    }
+}
+
+/// An event: `data` as delivered.
+#[derive(Debug, Serialize)]
+pub(super) struct Event {
+    created_at: String,
+    customer_id: Option<String>,
+    data: serde_json::Value,
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl Event {
+    pub(super) fn of(e: &crate::store::OutboxEvent) -> ApiResult<Event> {
+        let data = serde_json::from_str(e.event.data.as_deref().unwrap_or("null")).map_err(|x| ApiError::internal(&x))?;
+        Ok(Event {
+            created_at: rfc3339(e.event.created_at)?,
+            customer_id: e.event.customer_id.clone(),
+            data,
+            id: e.event.id.clone(),
+            kind: e.event.kind.clone(),
+        })
+    }
+}
+
+/// An attempt to deliver.
+#[derive(Debug, Serialize)]
+pub(super) struct Attempt {
+    at: String,
+    error: Option<String>,
+    latency_ms: i64,
+    manual: bool,
+    n: i64,
+    response: String,
+    status: Option<i64>,
+}
+
+/// One event to one endpoint, with every attempt.
+#[derive(Debug, Serialize)]
+pub(super) struct Delivery {
+    attempts: Vec<Attempt>,
+    created_at: String,
+    endpoint_id: String,
+    event_id: String,
+    id: String,
+    /// When the next attempt is due (pending deliveries only).
+    next_attempt_at: Option<String>,
+    state: String,
+}
+
+impl Delivery {
+    pub(super) fn of(d: &crate::store::DeliveryRow) -> ApiResult<Delivery> {
+        let attempts = d
+            .attempt_log
+            .iter()
+            .map(|a| {
+                Ok(Attempt {
+                    at: rfc3339(a.at)?,
+                    error: a.error.clone(),
+                    latency_ms: a.latency_micros / 1000,
+                    manual: a.manual,
+                    n: a.n,
+                    response: a.response.clone(),
+                    status: a.status,
+                })
+            })
+            .collect::<ApiResult<_>>()?;
+        Ok(Delivery {
+            attempts,
+            created_at: rfc3339(d.created_at)?,
+            endpoint_id: d.endpoint_id.clone(),
+            event_id: d.event_id.clone(),
+            id: d.id.clone(),
+            next_attempt_at: (d.state == "pending").then(|| rfc3339(d.next_attempt_at)).transpose()?,
+            state: d.state.clone(),
+        })
+    }
+}
+
+/// A deleted resource.
+#[derive(Debug, Serialize)]
+pub(super) struct Deleted {
+    pub(super) deleted: bool,
+    pub(super) id: String,
 }

@@ -40,6 +40,10 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + 'static {
     const DUE_QUERY: &'static str;
     /// The claim of a chunk of due customers, when it is a statement of its own (PostgreSQL).
     const CLAIM_QUERY: Option<&'static str>;
+    /// The end of a claim of rows that concurrent workers share (webhook deliveries, undispatched events): `FOR
+    /// UPDATE SKIP LOCKED` on PostgreSQL, so each takes different rows; nothing on SQLite, whose writer holds the
+    /// database's write lock from `BEGIN IMMEDIATE`.
+    const SKIP_LOCKED: &'static str;
     /// The multi-row insert of events whose `VALUES` lists are `rows` (7 columns each): it returns the (customer,
     /// event) ids it stored; a duplicate id is skipped. On SQLite it also skips events of a closed period, read in
     /// the same statement under the write lock; on PostgreSQL those were filtered out before, under a shared lock.
@@ -69,6 +73,7 @@ impl Backend for Sqlite {
     const LOCK_FIRST: bool = false;
     const DUE_QUERY: &'static str = SQLITE_DUE;
     const CLAIM_QUERY: Option<&'static str> = None;
+    const SKIP_LOCKED: &'static str = "";
 
     fn insert_events(rows: &str) -> String {
         format!(
@@ -115,6 +120,7 @@ impl Backend for Postgres {
     const LOCK_FIRST: bool = true;
     const DUE_QUERY: &'static str = POSTGRES_DUE;
     const CLAIM_QUERY: Option<&'static str> = Some(POSTGRES_CLAIM);
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn insert_events(rows: &str) -> String {
         format!(

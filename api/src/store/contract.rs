@@ -9,6 +9,10 @@ use crate::store::types::{
     EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, LimitChange, LimitRow, MeterTotal, NewEvent,
     NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
+use crate::store::webhooks::{
+    AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent,
+    RenderFn,
+};
 
 /// Where storage keeps tally's state. Object-safe, so the service holds an `Arc<dyn Store>`.
 #[async_trait]
@@ -52,8 +56,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// invoice run is closing).
     async fn insert_events(&self, events: &[NewEvent], now: i64) -> StoreResult<Vec<EventOutcome>>;
     /// Records absolute reports (the highest per period and meter wins); per report, `false` when its period is
-    /// invoiced (refused).
-    async fn insert_reports(&self, reports: &[NewReport]) -> StoreResult<Vec<bool>>;
+    /// invoiced (refused). Refused entries (of both calls) are reported by one `usage.rejected_for_closed_period`
+    /// event per customer, stored in the same transaction.
+    async fn insert_reports(&self, reports: &[NewReport], now: i64) -> StoreResult<Vec<bool>>;
     /// A customer's usage in the period starting at `period_start`.
     async fn usage_totals(&self, customer_id: &str, period_start: i64) -> StoreResult<Vec<MeterTotal>>;
     /// The event that brought a meter's running total to at least `micros` in a period: its time (micros).
@@ -111,8 +116,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Revokes a session (kept revoked at its first revocation); the session, or `None` when there is none.
     async fn revoke_portal_session(&self, id: &str, now: i64) -> StoreResult<Option<PortalSessionRow>>;
 
-    /// Records an alert once; whether it is new.
-    async fn insert_alert(&self, customer_id: &str, alert: &AlertRow) -> StoreResult<bool>;
+    /// Records an alert once, with its events (stored in the same transaction, only when the alert is new); whether
+    /// it is new.
+    async fn insert_alert(
+        &self,
+        customer_id: &str,
+        alert: &AlertRow,
+        events: &[NewOutboxEvent],
+    ) -> StoreResult<bool>;
     /// A customer's alerts, oldest first.
     async fn alerts(&self, customer_id: &str) -> StoreResult<Vec<AlertRow>>;
 
@@ -157,7 +168,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: i64,
     ) -> StoreResult<Vec<InvoiceRow>>;
     /// A lifecycle step, in one transaction: issuing takes the next number (`prefix` + six digits, no gaps),
-    /// voiding returns the invoice's consumed credit.
+    /// voiding returns the invoice's consumed credit; the step's event (`invoice.issued`, `invoice.paid`,
+    /// `invoice.voided`) is stored with it.
     async fn transition_invoice(
         &self,
         id: &str,
@@ -177,12 +189,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<(RunRow, bool)>;
     /// A run and its failures.
     async fn run(&self, id: &str) -> StoreResult<Option<RunRow>>;
-    /// Marks a run completed.
-    async fn finish_run(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// Marks a run completed and stores its `invoice_run.completed` event, in one transaction; only the first call
+    /// for a run does either.
+    async fn finish_run(&self, id: &str, now: i64, event: &NewOutboxEvent) -> StoreResult<()>;
     /// Invoices up to `limit` customers' next ended period in one transaction: claims them (on PostgreSQL with
     /// `FOR UPDATE SKIP LOCKED`, so concurrent workers take different customers; on SQLite the transaction holds
     /// the write lock from its start), reads what `price` needs, stores each invoice with its credit consumption
-    /// and the customer's next open period, records failures and moves the run's counter. A crash at any point
+    /// and the customer's next open period and the invoices' events (`invoice.created`, and `invoice.issued` when the
+    /// run issues), records failures and moves the run's counter. A crash at any point
     /// leaves all of it or none. Customers are claimed in id order after `cursor` (from an empty cursor, at the
     /// first id), which moves on to the last one claimed as each chunk is claimed; a batch that claims nothing
     /// leaves it where it was.
@@ -198,6 +212,50 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// How many customers still have a period ended by `as_of` to invoice, failures of `run_id` excepted (a plain
     /// read: rows another worker holds count).
     async fn pending(&self, as_of: i64, run_id: &str) -> StoreResult<i64>;
+
+    /// Events, newest first: those before `before` (a `seq`), at most `limit`.
+    async fn outbox_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxEvent>>;
+    /// An event by id.
+    async fn outbox_event(&self, id: &str) -> StoreResult<Option<OutboxEvent>>;
+    /// Stores a new endpoint (`false` when its id is taken) or, with `insert` false, replaces one (`false` when
+    /// there is none).
+    async fn put_endpoint(&self, endpoint: &EndpointRow, insert: bool) -> StoreResult<bool>;
+    /// Every endpoint, or the one with id `id`.
+    async fn endpoints(&self, id: Option<&str>) -> StoreResult<Vec<EndpointRow>>;
+    /// Deletes an endpoint and its pending deliveries; whether it existed.
+    async fn delete_endpoint(&self, id: &str) -> StoreResult<bool>;
+    /// Dispatches undispatched events, oldest first (at most 500, claimed: concurrent dispatchers take different
+    /// ones): freezes each invoice event's data with `render` and makes one delivery per enabled endpoint that
+    /// subscribes to its type and existed when it was made. How many events it dispatched.
+    async fn dispatch_events(&self, now: i64, render: &RenderFn) -> StoreResult<usize>;
+    /// Leases up to `limit` due deliveries of enabled endpoints until `lease_until` (concurrent workers take
+    /// different ones; a lease that runs out makes its delivery claimable again).
+    async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records an attempt and what follows (the state moves only under the attempt's lease); with `disable`, an
+    /// endpoint failing for at least that many micros is disabled and the event stored, in the same transaction.
+    /// Whether it was disabled.
+    async fn record_attempt(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: &AttemptRow,
+        after: AfterAttempt,
+        disable: Option<(i64, &NewOutboxEvent)>,
+    ) -> StoreResult<bool>;
+    /// Deliveries with their attempts, newest first: an endpoint's (before `before`, a `seq`), or one by id.
+    async fn deliveries(
+        &self,
+        endpoint_id: Option<&str>,
+        id: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRow>>;
+    /// Makes a delivery due now, by hand; whether it exists.
+    async fn retry_delivery(&self, id: &str, now: i64) -> StoreResult<bool>;
 }
 
 /// How long an idempotency record is kept, in microseconds: a day. A claim forgets an older record of its key, and

@@ -36,6 +36,7 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "invoice run reads", include_str!("../../../migrations/sqlite/0003_invoice_run_reads.sql")),
     (4, "idempotency expiry", include_str!("../../../migrations/sqlite/0004_idempotency_expiry.sql")),
     (5, "billing portal", include_str!("../../../migrations/sqlite/0005_billing_portal.sql")),
+    (6, "webhooks", include_str!("../../../migrations/sqlite/0006_webhooks.sql")),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "service", include_str!("../../../migrations/postgres/0001_service.sql")),
@@ -43,4 +44,5 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "invoice run reads", include_str!("../../../migrations/postgres/0003_invoice_run_reads.sql")),
     (4, "idempotency expiry", include_str!("../../../migrations/postgres/0004_idempotency_expiry.sql")),
     (5, "billing portal", include_str!("../../../migrations/postgres/0005_billing_portal.sql")),
+    (6, "webhooks", include_str!("../../../migrations/postgres/0006_webhooks.sql")),
 ];

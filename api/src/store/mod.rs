@@ -24,6 +24,7 @@ mod open;
 mod rows;
 mod sql;
 mod types;
+mod webhooks;
 
 pub use backend::{Backend, Postgres, Sqlite};
 pub use contract::{Idempotent, Store, IDEMPOTENCY_KEEP_MICROS};
@@ -31,3 +32,4 @@ pub use error::{StoreError, StoreResult};
 pub use open::{open, sqlite_pool};
 pub use sql::{PgStore, SqlStore, SqliteStore};
 pub use types::*;
+pub use webhooks::*;

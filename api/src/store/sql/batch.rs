@@ -12,6 +12,7 @@ use crate::store::due::{
 use crate::store::error::{corrupt, StoreError, StoreResult};
 use crate::store::sql::{SqlStore, INVOICES_PER_STATEMENT, INVOICE_COLUMNS, IN_LIST};
 use crate::store::types::{invoice_number, BatchDone, ClaimCursor, PriceFn, PricedInvoice, RunRow};
+use crate::store::webhooks::NewOutboxEvent;
 
 impl<B: Backend> SqlStore<B>
 where
@@ -192,6 +193,16 @@ where
         for (sql, args) in statements {
             sqlx::query_with(&sql, B::arguments(args)).execute(&mut **tx).await?;
         }
+        let mut events = Vec::with_capacity(priced.len());
+        for p in &priced {
+            let i = &p.invoice;
+            let randomness = |e| corrupt("randomness", e);
+            events.push(NewOutboxEvent::invoice("invoice.created", &i.customer_id, &i.id, now).map_err(randomness)?);
+            if i.status == "issued" {
+                events.push(NewOutboxEvent::invoice("invoice.issued", &i.customer_id, &i.id, now).map_err(randomness)?);
+            }
+        }
+        Self::put_events(tx, &events).await?;
         for p in &priced {
             for e in &p.consumption {
                 sqlx::query(

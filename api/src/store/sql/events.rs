@@ -11,6 +11,7 @@ use crate::store::contract::{Idempotent, IDEMPOTENCY_KEEP_MICROS};
 use crate::store::error::{corrupt, StoreResult};
 use crate::store::sql::{SqlStore, EVENTS_PER_STATEMENT, IN_LIST};
 use crate::store::types::{EventOutcome, NewEvent, NewReport};
+use crate::store::webhooks::{closed_period_events, Refused};
 use crate::time::MICROS_PER_DAY;
 
 impl<B: Backend> SqlStore<B>
@@ -109,6 +110,16 @@ where
         }
         Self::add_totals(&mut tx, &totals).await?;
         Self::add_daily(&mut tx, &daily).await?;
+        let refused: Vec<Refused<'_>> = events
+            .iter()
+            .zip(&outcome)
+            .filter(|(_, o)| **o == EventOutcome::Closed)
+            .map(|(e, _)| (e.customer_id.as_str(), e.period_start, e.meter.as_str(), Some(e.event_id.as_str())))
+            .collect();
+        if !refused.is_empty() {
+            let notices = closed_period_events(&refused, "events", now).map_err(|e| corrupt("randomness", e))?;
+            Self::put_events(&mut tx, &notices).await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
@@ -207,7 +218,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn write_reports(&self, reports: &[NewReport]) -> StoreResult<Vec<bool>> {
+    pub(super) async fn write_reports(&self, reports: &[NewReport], now: i64) -> StoreResult<Vec<bool>> {
         let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
         let open_from = Self::open_from(&mut tx, reports.iter().map(|r| r.customer_id.as_str())).await?;
         let mut stored = Vec::with_capacity(reports.len());
@@ -229,6 +240,16 @@ where
             .bind(r.value_micros)
             .execute(&mut *tx)
             .await?;
+        }
+        let refused: Vec<Refused<'_>> = reports
+            .iter()
+            .zip(&stored)
+            .filter(|(_, open)| !**open)
+            .map(|(r, _)| (r.customer_id.as_str(), r.period_start, r.meter.as_str(), None))
+            .collect();
+        if !refused.is_empty() {
+            let notices = closed_period_events(&refused, "reports", now).map_err(|e| corrupt("randomness", e))?;
+            Self::put_events(&mut tx, &notices).await?;
         }
         tx.commit().await?;
         Ok(stored)

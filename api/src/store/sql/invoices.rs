@@ -7,6 +7,7 @@ use crate::store::error::{corrupt, StoreError, StoreResult};
 use crate::store::rows::{credit_row, invoice_row, run_row};
 use crate::store::sql::{SqlStore, INVOICE_COLUMNS, RUN_COLUMNS};
 use crate::store::types::{invoice_number, InvoiceAction, RunRow, Transition};
+use crate::store::webhooks::NewOutboxEvent;
 
 impl<B: Backend> SqlStore<B>
 where
@@ -79,6 +80,13 @@ where
             }
             (_, status) => return Ok(Transition::InvalidState(status.to_owned())),
         }
+        let kind = match action {
+            InvoiceAction::Issue => "invoice.issued",
+            InvoiceAction::Pay => "invoice.paid",
+            InvoiceAction::Void => "invoice.voided",
+        };
+        let event = NewOutboxEvent::invoice(kind, &invoice.customer_id, id, now).map_err(|e| corrupt("randomness", e))?;
+        Self::put_events(&mut tx, &[event]).await?;
         tx.commit().await?;
         Ok(Transition::Done(Box::new(invoice)))
     }

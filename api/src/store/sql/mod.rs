@@ -8,9 +8,11 @@
 
 mod batch;
 mod customers;
+mod deliveries;
 mod events;
 mod invoices;
 mod portal;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -27,6 +29,10 @@ use crate::store::types::{
     AlertRow, BatchDone, ClaimCursor, CommitmentRow, CredentialKind, CreditEntry, CustomerRow, DailyUsage,
     EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, LimitChange, LimitRow, MeterTotal, NewEvent,
     NewReport, PortalSessionRow, PriceFn, RunFailure, RunRow, StoredBook, Transition,
+};
+use crate::store::webhooks::{
+    AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent,
+    RenderFn,
 };
 
 /// The store on SQLite.
@@ -192,8 +198,8 @@ where
         self.write_events(events, now).await
     }
 
-    async fn insert_reports(&self, reports: &[NewReport]) -> StoreResult<Vec<bool>> {
-        self.write_reports(reports).await
+    async fn insert_reports(&self, reports: &[NewReport], now: i64) -> StoreResult<Vec<bool>> {
+        self.write_reports(reports, now).await
     }
 
     async fn usage_totals(&self, customer_id: &str, period_start: i64) -> StoreResult<Vec<MeterTotal>> {
@@ -297,7 +303,13 @@ where
         self.write_revoked(id, now).await
     }
 
-    async fn insert_alert(&self, customer_id: &str, a: &AlertRow) -> StoreResult<bool> {
+    async fn insert_alert(
+        &self,
+        customer_id: &str,
+        a: &AlertRow,
+        events: &[NewOutboxEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
         let done = sqlx::query(
             "INSERT INTO alerts (customer_id, period_start, product, threshold, detected_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id, period_start, product, threshold) DO NOTHING",
@@ -307,9 +319,14 @@ where
         .bind(&a.product)
         .bind(&a.threshold)
         .bind(a.detected_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(B::rows_affected(&done) == 1)
+        let new = B::rows_affected(&done) == 1;
+        if new {
+            Self::put_events(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(new)
     }
 
     async fn alerts(&self, customer_id: &str) -> StoreResult<Vec<AlertRow>> {
@@ -525,12 +542,19 @@ where
         Ok(Some(run_row(&row, failures)?))
     }
 
-    async fn finish_run(&self, id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE invoice_runs SET status = 'completed', finished_at = $1 WHERE id = $2 AND status = 'running'")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    async fn finish_run(&self, id: &str, now: i64, event: &NewOutboxEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let done = sqlx::query(
+            "UPDATE invoice_runs SET status = 'completed', finished_at = $1 WHERE id = $2 AND status = 'running'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if B::rows_affected(&done) == 1 {
+            Self::put_events(&mut tx, std::slice::from_ref(event)).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -556,5 +580,62 @@ where
         price: &PriceFn,
     ) -> StoreResult<BatchDone> {
         self.write_batch(run, cursor, limit, prefix, now, price).await
+    }
+
+    async fn outbox_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxEvent>> {
+        self.read_events(filter, before, limit).await
+    }
+
+    async fn outbox_event(&self, id: &str) -> StoreResult<Option<OutboxEvent>> {
+        self.read_event(id).await
+    }
+
+    async fn put_endpoint(&self, endpoint: &EndpointRow, insert: bool) -> StoreResult<bool> {
+        self.write_endpoint(endpoint, insert).await
+    }
+
+    async fn endpoints(&self, id: Option<&str>) -> StoreResult<Vec<EndpointRow>> {
+        self.read_endpoints(id).await
+    }
+
+    async fn delete_endpoint(&self, id: &str) -> StoreResult<bool> {
+        self.remove_endpoint(id).await
+    }
+
+    async fn dispatch_events(&self, now: i64, render: &RenderFn) -> StoreResult<usize> {
+        self.write_dispatch(now, render).await
+    }
+
+    async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedDelivery>> {
+        self.write_lease(now, lease_until, limit).await
+    }
+
+    async fn record_attempt(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: &AttemptRow,
+        after: AfterAttempt,
+        disable: Option<(i64, &NewOutboxEvent)>,
+    ) -> StoreResult<bool> {
+        self.write_attempt(claimed, attempt, after, disable).await
+    }
+
+    async fn deliveries(
+        &self,
+        endpoint_id: Option<&str>,
+        id: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRow>> {
+        self.read_deliveries(endpoint_id, id, before, limit).await
+    }
+
+    async fn retry_delivery(&self, id: &str, now: i64) -> StoreResult<bool> {
+        self.write_retry(id, now).await
     }
 }
