@@ -144,7 +144,12 @@ pub async fn post(
     }
 }
 
-async fn send(target: &Target, headers: &[(&str, String)], body: Bytes, allow_private: bool) -> Result<Answer, Failed> {
+async fn send(
+    target: &Target,
+    headers: &[(&str, String)],
+    body: Bytes,
+    allow_private: bool,
+) -> Result<Answer, Failed> {
     let transport = |e: &dyn std::fmt::Display| Failed::Transport(e.to_string());
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
@@ -158,7 +163,8 @@ async fn send(target: &Target, headers: &[(&str, String)], body: Bytes, allow_pr
             private.ip()
         )));
     }
-    let address = addresses.first().ok_or_else(|| Failed::Transport(format!("{} has no address", target.host)))?;
+    let address =
+        addresses.first().ok_or_else(|| Failed::Transport(format!("{} has no address", target.host)))?;
     let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| transport(&e))?;
     let _ = tcp.set_nodelay(true);
     let request = axum::http::Request::post(target.path.as_str())
@@ -181,7 +187,8 @@ where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let transport = |e: &dyn std::fmt::Display| Failed::Transport(e.to_string());
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| transport(&e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|e| transport(&e))?;
     let driver = tokio::spawn(connection);
     let answer = async {
         let response = sender.send_request(request).await.map_err(|e| transport(&e))?;
@@ -235,9 +242,23 @@ mod tests {
     #[test]
     fn private_loopback_and_link_local_addresses_are_not_public() {
         for ip in [
-            "10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
-            "255.255.255.255", "224.0.0.1", "::1", "::", "fc00::1", "fd12::1", "fe80::1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "2001:db8::1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -249,7 +270,10 @@ mod tests {
     #[test]
     fn urls_are_http_or_https_with_a_host_and_no_user_info() {
         let t = parse_url("https://hooks.example.com/in?x=1").unwrap();
-        assert_eq!((t.tls, t.host.as_str(), t.port, t.path.as_str()), (true, "hooks.example.com", 443, "/in?x=1"));
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.path.as_str()),
+            (true, "hooks.example.com", 443, "/in?x=1")
+        );
         let t = parse_url("http://[::1]:8080").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 8080, "/"));
         for bad in ["ftp://x.com/", "https://user:pw@x.com/", "x.com/hook", "https://", "not a url"] {

@@ -59,7 +59,9 @@ pub enum Rejection {
     #[error("bad input: {0}")]
     Malformed(String),
     /// No signature of the header matches.
-    #[error("no signature matches: the secret, the id, the timestamp or the body differs from what was signed")]
+    #[error(
+        "no signature matches: the secret, the id, the timestamp or the body differs from what was signed"
+    )]
     Mismatch,
     /// The timestamp is too far from now.
     #[error("the timestamp is {0} seconds from now, more than the {TOLERANCE_SECONDS} allowed")]
@@ -128,8 +130,14 @@ mod tests {
         assert_eq!(verify(secret, id, "1614265330", expected, body, 1_614_265_330), Ok(()));
         let two = format!("v1,bm9wZQ== {expected}");
         assert_eq!(verify(secret, id, "1614265330", &two, body, 1_614_265_400), Ok(()));
-        assert_eq!(verify(secret, id, "1614265330", expected, b"{}", 1_614_265_330), Err(Rejection::Mismatch));
-        assert_eq!(verify(secret, id, "1614265330", expected, body, 1_614_265_330 + 301), Err(Rejection::Stale(301)));
+        assert_eq!(
+            verify(secret, id, "1614265330", expected, b"{}", 1_614_265_330),
+            Err(Rejection::Mismatch)
+        );
+        assert_eq!(
+            verify(secret, id, "1614265330", expected, body, 1_614_265_330 + 301),
+            Err(Rejection::Stale(301))
+        );
         assert!(matches!(verify(secret, id, "soon", expected, body, 0), Err(Rejection::Malformed(_))));
         assert!(matches!(verify(secret, id, "1", "", body, 0), Err(Rejection::Malformed(_))));
     }

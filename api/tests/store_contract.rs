@@ -16,6 +16,7 @@ use api::store::{
     CustomerRow, Due, Idempotent, InvoiceAction, InvoiceFilter, InvoiceRow, LimitRow, NewEvent, NewReport,
     PricedInvoice, RunRow, Store, StoredBook, Transition,
 };
+use api::store::{EventFilter, NewOutboxEvent};
 use common::PgDb;
 use sqlx::Connection;
 
@@ -189,7 +190,7 @@ async fn reports_keep_the_highest_value() {
     on_every_store(|s| async move {
         let r =
             |v| NewReport { customer_id: "c".into(), meter: "rows".into(), value_micros: v, period_start: 7 };
-        s.insert_reports(&[r(5), r(9), r(3)]).await.unwrap();
+        s.insert_reports(&[r(5), r(9), r(3)], 0).await.unwrap();
         s.insert_events(&[NewEvent { period_start: 7, ..event("c", "x", "rows", 4, 1) }], 0).await.unwrap();
         let t = &s.usage_totals("c", 7).await.unwrap()[0];
         assert_eq!((t.reported_micros, t.events_micros), (9, 4));
@@ -240,13 +241,34 @@ async fn limits_and_alerts() {
         assert_eq!(older, history[2..]);
         assert!(s.limit_changes("other", None, 10).await.unwrap().is_empty());
         let a = AlertRow { period_start: 0, product: "x".into(), threshold: "0.8".into(), detected_at: 11 };
-        assert!(s.insert_alert("c", &a).await.unwrap());
+        // An alert's events are stored with it, and only when the alert is new.
+        let notice = |id: &str| NewOutboxEvent {
+            id: id.into(),
+            kind: "spend_alert.crossed".into(),
+            customer_id: Some("c".into()),
+            data: Some("{}".into()),
+            invoice_id: None,
+            created_at: 11,
+        };
+        assert!(s.insert_alert("c", &a, &[notice("evt_1"), notice("evt_2")]).await.unwrap());
         assert!(
-            !s.insert_alert("c", &AlertRow { detected_at: 12, ..a.clone() }).await.unwrap(),
+            !s.insert_alert("c", &AlertRow { detected_at: 12, ..a.clone() }, &[notice("evt_3")])
+                .await
+                .unwrap(),
             "once per period"
         );
-        assert!(s.insert_alert("c", &AlertRow { period_start: 1, ..a.clone() }).await.unwrap());
+        assert!(s
+            .insert_alert("c", &AlertRow { period_start: 1, ..a.clone() }, &[notice("evt_4")])
+            .await
+            .unwrap());
         assert_eq!(s.alerts("c").await.unwrap().len(), 2);
+        let stored = s.outbox_events(&EventFilter::default(), None, 10).await.unwrap();
+        let ids: Vec<&str> = stored.iter().map(|e| e.event.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["evt_4", "evt_2", "evt_1"],
+            "newest first; the repeated alert's event is not stored"
+        );
     })
     .await;
 }
@@ -371,8 +393,28 @@ async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
         let stored = s.run(&run.id).await.unwrap().unwrap();
         assert_eq!((stored.invoiced, stored.failures.len()), (4, 1));
         assert_eq!(stored.failures[0].reason, "cannot be priced");
-        s.finish_run(&run.id, 9).await.unwrap();
+        let done = |id: &str| NewOutboxEvent {
+            id: id.into(),
+            kind: "invoice_run.completed".into(),
+            customer_id: None,
+            data: Some("{}".into()),
+            invoice_id: None,
+            created_at: 9,
+        };
+        s.finish_run(&run.id, 9, &done("evt_done")).await.unwrap();
+        s.finish_run(&run.id, 10, &done("evt_done_again")).await.unwrap();
         assert_eq!(s.run(&run.id).await.unwrap().unwrap().status, "completed");
+        let completed = EventFilter { kind: Some("invoice_run.completed".into()), customer_id: None };
+        let ids: Vec<String> =
+            s.outbox_events(&completed, None, 10).await.unwrap().into_iter().map(|e| e.event.id).collect();
+        assert_eq!(ids, ["evt_done"], "a run completes once, with one event");
+        // Its invoices were created with their events (data left for the dispatcher to freeze).
+        let created = EventFilter { kind: Some("invoice.created".into()), customer_id: None };
+        let created = s.outbox_events(&created, None, 100).await.unwrap();
+        assert_eq!(created.len(), 4);
+        assert!(created
+            .iter()
+            .all(|e| e.event.data.is_none() && e.event.invoice_id.is_some() && !e.dispatched));
         let a = s.customer("a").await.unwrap().unwrap();
         assert_eq!((a.open_from, a.open_until), (4_000, Some(6_000)));
         let first_invoice = s.invoice("in_a_0").await.unwrap().unwrap();
@@ -386,7 +428,18 @@ async fn an_invoice_batch_closes_each_period_once_and_usage_cannot_enter_it() {
         assert_eq!(s.insert_events(&late, 0).await.unwrap(), [Closed, Duplicate, Stored]);
         let r =
             |p| NewReport { customer_id: "a".into(), meter: "m".into(), value_micros: 5, period_start: p };
-        assert_eq!(s.insert_reports(&[r(2_000), r(4_000)]).await.unwrap(), [false, true]);
+        assert_eq!(s.insert_reports(&[r(2_000), r(4_000)], 0).await.unwrap(), [false, true]);
+        let refused = EventFilter {
+            kind: Some("usage.rejected_for_closed_period".into()),
+            customer_id: Some("a".into()),
+        };
+        let refused = s.outbox_events(&refused, None, 10).await.unwrap();
+        let kinds: Vec<String> = refused
+            .iter()
+            .map(|e| serde_json::from_str::<serde_json::Value>(e.event.data.as_deref().unwrap()).unwrap())
+            .map(|d| format!("{} {}", d["kind"].as_str().unwrap(), d["count"]))
+            .collect();
+        assert_eq!(kinds, ["reports 1", "events 1"], "one event per batch and customer, with the batch");
         assert_eq!(
             s.usage_totals("a", 0).await.unwrap()[0].events_micros,
             7,

@@ -122,7 +122,11 @@ impl Service {
         let timestamp = started.timestamp();
         let mut signatures = Vec::new();
         for secret in std::iter::once(&claimed.endpoint.secret).chain(
-            claimed.endpoint.previous_secret.iter().filter(|_| claimed.endpoint.previous_until.is_some_and(|u| u > at)),
+            claimed
+                .endpoint
+                .previous_secret
+                .iter()
+                .filter(|_| claimed.endpoint.previous_until.is_some_and(|u| u > at)),
         ) {
             let key = crate::signature::key(secret).map_err(super::service::Failure::Internal)?;
             signatures.push(crate::signature::sign(&key, &claimed.event.id, timestamp, body.as_bytes()));
@@ -147,7 +151,15 @@ impl Service {
             Err(failed) => (None, String::new(), Some(failed.to_string())),
         };
         let succeeded = status.is_some_and(|s| (200..300).contains(&s));
-        let attempt = AttemptRow { n: claimed.attempts + 1, at, status, latency_micros, response, error, manual: claimed.manual };
+        let attempt = AttemptRow {
+            n: claimed.attempts + 1,
+            at,
+            status,
+            latency_micros,
+            response,
+            error,
+            manual: claimed.manual,
+        };
         let after = if succeeded {
             AfterAttempt::Succeeded
         } else {

@@ -256,7 +256,9 @@ impl Service {
         let mut reported = 0;
         if !batch.reports.is_empty() {
             let reports: Vec<NewReport> = batch.reports.iter().map(|(_, r)| r.clone()).collect();
-            for ((index, _), open) in batch.reports.iter().zip(self.store.insert_reports(&reports, micros(now)).await?) {
+            for ((index, _), open) in
+                batch.reports.iter().zip(self.store.insert_reports(&reports, micros(now)).await?)
+            {
                 if open {
                     reported += 1;
                 } else {

@@ -105,7 +105,11 @@ impl Service {
             if t != "*" && !EVENT_TYPES.contains(&t.as_str()) {
                 return Err(invalid(
                     &format!("event_types[{i}]"),
-                    format!("`{}` is not an event type ({})", billing_core::error::echo(t), EVENT_TYPES.join(", ")),
+                    format!(
+                        "`{}` is not an event type ({})",
+                        billing_core::error::echo(t),
+                        EVENT_TYPES.join(", ")
+                    ),
                 ));
             }
         }
@@ -114,7 +118,9 @@ impl Service {
 
     fn check_description(description: Option<&str>) -> Outcome<()> {
         match description {
-            Some(d) if d.chars().count() > 500 => Err(invalid("description", "is longer than 500 characters")),
+            Some(d) if d.chars().count() > 500 => {
+                Err(invalid("description", "is longer than 500 characters"))
+            }
             _ => Ok(()),
         }
     }
@@ -232,7 +238,12 @@ impl Service {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn events(&self, filter: &EventFilter, before: Option<i64>, limit: i64) -> Outcome<Vec<OutboxEvent>> {
+    pub async fn events(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Outcome<Vec<OutboxEvent>> {
         let mut events = self.store.outbox_events(filter, before, limit).await?;
         for e in &mut events {
             self.fill_data(&mut e.event).await?;
@@ -271,7 +282,12 @@ impl Service {
     ///
     /// # Errors
     /// `NotFound` for an unknown endpoint.
-    pub async fn deliveries(&self, endpoint_id: &str, before: Option<i64>, limit: i64) -> Outcome<Vec<DeliveryRow>> {
+    pub async fn deliveries(
+        &self,
+        endpoint_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Outcome<Vec<DeliveryRow>> {
         self.endpoint(endpoint_id).await?;
         Ok(self.store.deliveries(Some(endpoint_id), None, before, limit).await?)
     }

@@ -94,7 +94,11 @@ pub(super) async fn list_invoices(
     let rows =
         state.service.invoices(&filter, q.cursor.as_deref(), i64::try_from(limit + 1).unwrap_or(501)).await?;
     let more = rows.len() > limit;
-    let data = rows.iter().take(limit).map(|i| state.service.invoice_document(i).map_err(ApiError::from)).collect::<ApiResult<_>>()?;
+    let data = rows
+        .iter()
+        .take(limit)
+        .map(|i| state.service.invoice_document(i).map_err(ApiError::from))
+        .collect::<ApiResult<_>>()?;
     let next = more.then(|| rows[limit - 1].id.clone());
     Ok(Json(Page { data, next_cursor: next }))
 }

@@ -48,6 +48,8 @@ pub use usage::MAX_BATCH;
 pub fn router(state: AppState, max_body: usize) -> Router {
     // Leptos (the pricing page) spawns on a global executor: tokio's. An error only says it was set already.
     let _ = any_spawner::Executor::init_tokio();
+    let one_endpoint =
+        get(webhooks::get_endpoint).patch(webhooks::change_endpoint).delete(webhooks::delete_endpoint);
     let mut router = Router::new()
         // The pricing page (HTML, compressed: it is the one large response a browser waits for).
         .route("/", get(page::page).layer(tower_http::compression::CompressionLayer::new()))
@@ -79,10 +81,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/events", get(webhooks::events))
         .route("/v1/events/{id}", get(webhooks::event))
         .route("/v1/webhook-endpoints", get(webhooks::list_endpoints).post(webhooks::create_endpoint))
-        .route(
-            "/v1/webhook-endpoints/{id}",
-            get(webhooks::get_endpoint).patch(webhooks::change_endpoint).delete(webhooks::delete_endpoint),
-        )
+        .route("/v1/webhook-endpoints/{id}", one_endpoint)
         .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/webhook-deliveries/{id}/retry", post(webhooks::retry_delivery))

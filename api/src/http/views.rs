@@ -437,7 +437,8 @@ pub(super) struct Event {
 
 impl Event {
     pub(super) fn of(e: &crate::store::OutboxEvent) -> ApiResult<Event> {
-        let data = serde_json::from_str(e.event.data.as_deref().unwrap_or("null")).map_err(|x| ApiError::internal(&x))?;
+        let data = serde_json::from_str(e.event.data.as_deref().unwrap_or("null"))
+            .map_err(|x| ApiError::internal(&x))?;
         Ok(Event {
             created_at: rfc3339(e.event.created_at)?,
             customer_id: e.event.customer_id.clone(),

@@ -53,7 +53,11 @@ pub(super) async fn create_endpoint(
     let new: NewEndpointBody = json_body(&headers, &body)?;
     let endpoint = state
         .service
-        .create_endpoint(NewEndpoint { url: new.url, event_types: new.event_types, description: new.description })
+        .create_endpoint(NewEndpoint {
+            url: new.url,
+            event_types: new.event_types,
+            description: new.description,
+        })
         .await?;
     let response = (StatusCode::CREATED, Json(Endpoint::of(&endpoint, true)?)).into_response();
     Ok(shown_once(response, &["secret"]))
@@ -69,7 +73,11 @@ pub(super) async fn list_endpoints(
     Ok(Json(page(views, &q)?))
 }
 
-pub(super) async fn get_endpoint(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Json<Endpoint>> {
+pub(super) async fn get_endpoint(
+    State(state): State<AppState>,
+    _: Admin,
+    Id(id): Id,
+) -> ApiResult<Json<Endpoint>> {
     Ok(Json(Endpoint::of(&state.service.endpoint(&id).await?, false)?))
 }
 
@@ -90,12 +98,20 @@ pub(super) async fn change_endpoint(
     Ok(Json(Endpoint::of(&state.service.change_endpoint(&id, change).await?, false)?))
 }
 
-pub(super) async fn delete_endpoint(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Json<Deleted>> {
+pub(super) async fn delete_endpoint(
+    State(state): State<AppState>,
+    _: Admin,
+    Id(id): Id,
+) -> ApiResult<Json<Deleted>> {
     state.service.delete_endpoint(&id).await?;
     Ok(Json(Deleted { deleted: true, id }))
 }
 
-pub(super) async fn rotate_secret(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Response> {
+pub(super) async fn rotate_secret(
+    State(state): State<AppState>,
+    _: Admin,
+    Id(id): Id,
+) -> ApiResult<Response> {
     let endpoint = state.service.rotate_endpoint_secret(&id).await?;
     Ok(shown_once(Json(Endpoint::of(&endpoint, true)?).into_response(), &["secret"]))
 }
@@ -125,7 +141,11 @@ pub(super) async fn deliveries(
     Ok(Json(Page { data, next_cursor }))
 }
 
-pub(super) async fn retry_delivery(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Json<Delivery>> {
+pub(super) async fn retry_delivery(
+    State(state): State<AppState>,
+    _: Admin,
+    Id(id): Id,
+) -> ApiResult<Json<Delivery>> {
     Ok(Json(Delivery::of(&state.service.retry_delivery(&id).await?)?))
 }
 
@@ -147,7 +167,8 @@ pub(super) async fn events(
     let paging = PageQuery { limit: q.limit, cursor: q.cursor };
     let limit = paging.limit()?;
     let filter = EventFilter { kind: q.kind, customer_id: q.customer_id };
-    let rows = state.service.events(&filter, before(&paging)?, i64::try_from(limit + 1).unwrap_or(501)).await?;
+    let rows =
+        state.service.events(&filter, before(&paging)?, i64::try_from(limit + 1).unwrap_or(501)).await?;
     let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].seq.to_string());
     let data = rows.iter().take(limit).map(Event::of).collect::<ApiResult<_>>()?;
     Ok(Json(Page { data, next_cursor }))

@@ -10,8 +10,8 @@ use crate::store::types::{
     NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
-    AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent,
-    RenderFn,
+    AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
+    OutboxEvent, RenderFn,
 };
 
 /// Where storage keeps tally's state. Object-safe, so the service holds an `Arc<dyn Store>`.
@@ -235,7 +235,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn dispatch_events(&self, now: i64, render: &RenderFn) -> StoreResult<usize>;
     /// Leases up to `limit` due deliveries of enabled endpoints until `lease_until` (concurrent workers take
     /// different ones; a lease that runs out makes its delivery claimable again).
-    async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedDelivery>>;
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Records an attempt and what follows (the state moves only under the attempt's lease); with `disable`, an
     /// endpoint failing for at least that many micros is disabled and the event stored, in the same transaction.
     /// Whether it was disabled.

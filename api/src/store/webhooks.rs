@@ -164,7 +164,8 @@ pub enum AfterAttempt {
 }
 
 /// Freezes an invoice event's data: the invoice as it was at the event (given the event and the invoice now).
-pub type RenderFn = Arc<dyn Fn(&NewOutboxEvent, &crate::store::InvoiceRow) -> Result<String, String> + Send + Sync>;
+pub type RenderFn =
+    Arc<dyn Fn(&NewOutboxEvent, &crate::store::InvoiceRow) -> Result<String, String> + Send + Sync>;
 
 /// One refused entry of a usage batch: its customer, period start (micros), meter and event id (events only).
 pub(crate) type Refused<'a> = (&'a str, i64, &'a str, Option<&'a str>);
@@ -174,8 +175,13 @@ const REFUSED_IDS_LISTED: usize = 100;
 
 /// The `usage.rejected_for_closed_period` events of a batch: one per customer with refused entries, written in the
 /// batch's transaction. `kind` is `events` or `reports`.
-pub(crate) fn closed_period_events(refused: &[Refused<'_>], kind: &str, now: i64) -> Result<Vec<NewOutboxEvent>, String> {
-    let mut by_customer: std::collections::BTreeMap<&str, Vec<&Refused<'_>>> = std::collections::BTreeMap::new();
+pub(crate) fn closed_period_events(
+    refused: &[Refused<'_>],
+    kind: &str,
+    now: i64,
+) -> Result<Vec<NewOutboxEvent>, String> {
+    let mut by_customer: std::collections::BTreeMap<&str, Vec<&Refused<'_>>> =
+        std::collections::BTreeMap::new();
     for r in refused {
         by_customer.entry(r.0).or_default().push(r);
     }

@@ -197,9 +197,14 @@ where
         for p in &priced {
             let i = &p.invoice;
             let randomness = |e| corrupt("randomness", e);
-            events.push(NewOutboxEvent::invoice("invoice.created", &i.customer_id, &i.id, now).map_err(randomness)?);
+            events.push(
+                NewOutboxEvent::invoice("invoice.created", &i.customer_id, &i.id, now).map_err(randomness)?,
+            );
             if i.status == "issued" {
-                events.push(NewOutboxEvent::invoice("invoice.issued", &i.customer_id, &i.id, now).map_err(randomness)?);
+                events.push(
+                    NewOutboxEvent::invoice("invoice.issued", &i.customer_id, &i.id, now)
+                        .map_err(randomness)?,
+                );
             }
         }
         Self::put_events(tx, &events).await?;

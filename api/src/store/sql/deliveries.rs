@@ -50,8 +50,10 @@ where
         }
         // (`$3, $4, …`, not the backend's list: SQLite's `?` after `$1, $2` would not number on from them.)
         let list: Vec<String> = (3..3 + ids.len()).map(|k| format!("${k}")).collect();
-        let sql =
-            format!("UPDATE webhook_deliveries SET lease = $1, lease_until = $2 WHERE id IN ({})", list.join(", "));
+        let sql = format!(
+            "UPDATE webhook_deliveries SET lease = $1, lease_until = $2 WHERE id IN ({})",
+            list.join(", ")
+        );
         let mut query = sqlx::query(&sql).bind(lease.as_str()).bind(lease_until);
         for id in &ids {
             query = query.bind(id.as_str());
@@ -60,10 +62,13 @@ where
         let list = B::params(0, ids.len());
         let claimed = Self::read_claimed(&mut tx, &ids, &list).await?;
         tx.commit().await?;
-        Ok(claimed.into_iter().map(|mut c| {
-            c.lease.clone_from(&lease);
-            c
-        }).collect())
+        Ok(claimed
+            .into_iter()
+            .map(|mut c| {
+                c.lease.clone_from(&lease);
+                c
+            })
+            .collect())
     }
 
     /// The claimed deliveries with their event and endpoint.
@@ -82,7 +87,8 @@ where
             query = query.bind(id.as_str());
         }
         let rows = query.fetch_all(&mut **tx).await?;
-        let endpoints: Vec<String> = rows.iter().map(|r| r.try_get("endpoint_id")).collect::<Result<_, _>>()?;
+        let endpoints: Vec<String> =
+            rows.iter().map(|r| r.try_get("endpoint_id")).collect::<Result<_, _>>()?;
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id IN {}",
             B::params(0, endpoints.len())
@@ -91,7 +97,8 @@ where
         for id in &endpoints {
             query = query.bind(id.as_str());
         }
-        let endpoints = query.fetch_all(&mut **tx).await?.iter().map(endpoint_row).collect::<Result<Vec<_>, _>>()?;
+        let endpoints =
+            query.fetch_all(&mut **tx).await?.iter().map(endpoint_row).collect::<Result<Vec<_>, _>>()?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in &rows {
             let endpoint_id: String = r.try_get("endpoint_id")?;
@@ -128,7 +135,8 @@ where
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
         let sql = format!("SELECT attempts FROM webhook_deliveries WHERE id = $1{}", B::UPDATE_LOCK);
-        let Some(attempts) = sqlx::query_scalar::<_, i64>(&sql).bind(claimed.id.as_str()).fetch_optional(&mut *tx).await?
+        let Some(attempts) =
+            sqlx::query_scalar::<_, i64>(&sql).bind(claimed.id.as_str()).fetch_optional(&mut *tx).await?
         else {
             // (The endpoint was deleted meanwhile, and its pending deliveries with it.)
             return Ok(false);
@@ -176,11 +184,13 @@ where
                 .execute(&mut *tx)
                 .await?;
         } else {
-            sqlx::query("UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE id = $2")
-                .bind(attempt.at)
-                .bind(endpoint)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE id = $2",
+            )
+            .bind(attempt.at)
+            .bind(endpoint)
+            .execute(&mut *tx)
+            .await?;
         }
         let mut disabled = false;
         if let (false, Some((after_micros, event))) = (succeeded, disable) {

@@ -114,10 +114,13 @@ where
             .iter()
             .zip(&outcome)
             .filter(|(_, o)| **o == EventOutcome::Closed)
-            .map(|(e, _)| (e.customer_id.as_str(), e.period_start, e.meter.as_str(), Some(e.event_id.as_str())))
+            .map(|(e, _)| {
+                (e.customer_id.as_str(), e.period_start, e.meter.as_str(), Some(e.event_id.as_str()))
+            })
             .collect();
         if !refused.is_empty() {
-            let notices = closed_period_events(&refused, "events", now).map_err(|e| corrupt("randomness", e))?;
+            let notices =
+                closed_period_events(&refused, "events", now).map_err(|e| corrupt("randomness", e))?;
             Self::put_events(&mut tx, &notices).await?;
         }
         tx.commit().await?;
@@ -248,7 +251,8 @@ where
             .map(|(r, _)| (r.customer_id.as_str(), r.period_start, r.meter.as_str(), None))
             .collect();
         if !refused.is_empty() {
-            let notices = closed_period_events(&refused, "reports", now).map_err(|e| corrupt("randomness", e))?;
+            let notices =
+                closed_period_events(&refused, "reports", now).map_err(|e| corrupt("randomness", e))?;
             Self::put_events(&mut tx, &notices).await?;
         }
         tx.commit().await?;

@@ -31,8 +31,8 @@ use crate::store::types::{
     NewReport, PortalSessionRow, PriceFn, RunFailure, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
-    AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent,
-    RenderFn,
+    AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
+    OutboxEvent, RenderFn,
 };
 
 /// The store on SQLite.
@@ -611,7 +611,12 @@ where
         self.write_dispatch(now, render).await
     }
 
-    async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedDelivery>> {
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
         self.write_lease(now, lease_until, limit).await
     }
 

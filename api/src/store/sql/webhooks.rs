@@ -10,7 +10,8 @@ use crate::store::sql::{SqlStore, INVOICE_COLUMNS};
 use crate::store::webhooks::{EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent, RenderFn};
 
 pub(super) const EVENT_COLUMNS: &str = "seq, id, type, customer_id, invoice_id, data, created_at, dispatched";
-pub(super) const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, enabled, secret, previous_secret, \
+pub(super) const ENDPOINT_COLUMNS: &str =
+    "id, url, description, event_types, enabled, secret, previous_secret, \
     previous_until, failing_since, disabled_reason, created_at, updated_at";
 /// Events a dispatch takes at once.
 pub(super) const EVENTS_PER_DISPATCH: usize = 500;
@@ -111,7 +112,8 @@ where
     ) -> StoreResult<Vec<OutboxEvent>> {
         let mut sql = format!("SELECT {EVENT_COLUMNS} FROM outbox_events WHERE seq < $1");
         let mut n = 1;
-        for (set, column) in [(filter.kind.is_some(), "type"), (filter.customer_id.is_some(), "customer_id")] {
+        for (set, column) in [(filter.kind.is_some(), "type"), (filter.customer_id.is_some(), "customer_id")]
+        {
             if set {
                 n += 1;
                 sql.push_str(&format!(" AND {column} = ${n}"));
@@ -162,14 +164,17 @@ where
     }
 
     pub(super) async fn read_endpoints(&self, id: Option<&str>) -> StoreResult<Vec<EndpointRow>> {
-        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE $1 IS NULL OR id = $1 ORDER BY id");
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE $1 IS NULL OR id = $1 ORDER BY id"
+        );
         let rows = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
         rows.iter().map(endpoint_row).collect()
     }
 
     pub(super) async fn remove_endpoint(&self, id: &str) -> StoreResult<bool> {
         let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
-        let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        let done =
+            sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'pending'")
             .bind(id)
             .execute(&mut *tx)
@@ -189,8 +194,13 @@ where
             B::SKIP_LOCKED
         );
         let limit = i64::try_from(EVENTS_PER_DISPATCH).unwrap_or(i64::MAX);
-        let events: Vec<OutboxEvent> =
-            sqlx::query(&sql).bind(limit).fetch_all(&mut *tx).await?.iter().map(event_row).collect::<Result<_, _>>()?;
+        let events: Vec<OutboxEvent> = sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(event_row)
+            .collect::<Result<_, _>>()?;
         if events.is_empty() {
             return Ok(0);
         }
@@ -211,8 +221,14 @@ where
                     .execute(&mut *tx)
                     .await?;
             }
-            for endpoint in endpoints.iter().filter(|p| p.subscribes(&e.event.kind) && p.created_at <= e.event.created_at) {
-                deliveries.push((crate::secret::new_id("whd_").map_err(|x| corrupt("randomness", x))?, e, endpoint));
+            for endpoint in
+                endpoints.iter().filter(|p| p.subscribes(&e.event.kind) && p.created_at <= e.event.created_at)
+            {
+                deliveries.push((
+                    crate::secret::new_id("whd_").map_err(|x| corrupt("randomness", x))?,
+                    e,
+                    endpoint,
+                ));
             }
         }
         for chunk in deliveries.chunks(500) {
