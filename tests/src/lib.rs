@@ -134,9 +134,19 @@ impl Server {
     /// # Panics
     /// When it does not start within 60 seconds.
     pub fn start(database: &str) -> Server {
+        Server::start_with(database, &[], &[])
+    }
+
+    /// [`Server::start`] with more arguments and environment variables.
+    ///
+    /// # Panics
+    /// When it does not start within 60 seconds.
+    pub fn start_with(database: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let mut child = Command::new(tally_path())
             .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .args(args)
+            .envs(envs.iter().copied())
             .env("TALLY_ADMIN_TOKEN", ADMIN_TOKEN)
             // Request logs on: a log line written from a worker thread is a path that once hung the server.
             .env("TALLY_LOG", "info")
@@ -176,6 +186,12 @@ impl Server {
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
         assert!(status.success());
         self.child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Kills it with SIGKILL (no shutdown: whatever it was doing stops mid-way) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// A request with the admin token.

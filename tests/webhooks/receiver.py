@@ -130,6 +130,7 @@ class Handler(BaseHTTPRequestHandler):
                 s["in_flight"].discard(msg_id)
 
 
+ThreadingHTTPServer.request_queue_size = 256
 server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
 server.daemon_threads = True
 print(f"listening on {server.server_address[1]}", flush=True)

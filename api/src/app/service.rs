@@ -103,6 +103,34 @@ pub fn from_micros(micros: i64) -> Outcome<Quantity> {
         .map_err(|m| invalid("usage", format!("the period's usage is out of range: {m}")))
 }
 
+/// How webhooks are delivered (`tally serve`'s flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Whether endpoints may be private, loopback or link-local addresses (`--webhook-allow-private`).
+    pub allow_private: bool,
+    /// A factor on the retry schedule and the five days after which a failing endpoint is disabled
+    /// (`TALLY_WEBHOOK_RETRY_SCALE`; 1 in production, 0.001 in drills).
+    pub retry_scale: Decimal,
+    /// How long an attempt may take (15 s).
+    pub timeout: std::time::Duration,
+    /// Attempts in flight at once, per instance.
+    pub concurrency: usize,
+    /// How often an idle worker looks for work.
+    pub poll: std::time::Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            allow_private: false,
+            retry_scale: Decimal::ONE,
+            timeout: std::time::Duration::from_secs(15),
+            concurrency: 32,
+            poll: std::time::Duration::from_millis(200),
+        }
+    }
+}
+
 /// A published price-book version.
 #[derive(Debug)]
 pub struct Version {
@@ -122,7 +150,7 @@ pub struct Service {
     /// The book the service started with: in force when no stored version is (never, once started).
     fallback: Arc<PriceBook>,
     /// How webhooks are delivered.
-    pub(super) webhooks: super::webhooks::WebhookSettings,
+    pub(super) webhooks: WebhookSettings,
 }
 
 impl Service {
@@ -145,7 +173,7 @@ impl Service {
             clock,
             versions: RwLock::new(Arc::new(Vec::new())),
             fallback: Arc::new(first.clone()),
-            webhooks: super::webhooks::WebhookSettings::default(),
+            webhooks: WebhookSettings::default(),
         };
         service.reload_books().await?;
         service.backfill_open_periods().await?;
@@ -167,7 +195,7 @@ impl Service {
 
     /// The service with these webhook settings.
     #[must_use]
-    pub fn with_webhooks(mut self, settings: super::webhooks::WebhookSettings) -> Self {
+    pub fn with_webhooks(mut self, settings: WebhookSettings) -> Self {
         self.webhooks = settings;
         self
     }

@@ -3,9 +3,8 @@
 //! `delivery.rs`.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 
-use super::documents::written;
+pub use super::service::WebhookSettings;
 use super::service::{invalid, Failure, Outcome, Service};
 use crate::store::{DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent};
 use crate::time::micros;
@@ -25,34 +24,6 @@ pub const EVENT_TYPES: &[&str] = &[
 
 /// How long a rotated secret keeps signing beside the new one: a day.
 pub const ROTATION_OVERLAP_MICROS: i64 = 24 * 60 * 60 * 1_000_000;
-
-/// How webhooks are delivered (`tally serve`'s flags).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookSettings {
-    /// Whether endpoints may be private, loopback or link-local addresses (`--webhook-allow-private`).
-    pub allow_private: bool,
-    /// A factor on the retry schedule and the five days after which a failing endpoint is disabled
-    /// (`TALLY_WEBHOOK_RETRY_SCALE`; 1 in production, 0.001 in drills).
-    pub retry_scale: Decimal,
-    /// How long an attempt may take (15 s).
-    pub timeout: std::time::Duration,
-    /// Attempts in flight at once, per instance.
-    pub concurrency: usize,
-    /// How often an idle worker looks for work.
-    pub poll: std::time::Duration,
-}
-
-impl Default for WebhookSettings {
-    fn default() -> Self {
-        WebhookSettings {
-            allow_private: false,
-            retry_scale: Decimal::ONE,
-            timeout: std::time::Duration::from_secs(15),
-            concurrency: 32,
-            poll: std::time::Duration::from_millis(200),
-        }
-    }
-}
 
 /// A new endpoint, as asked for.
 #[derive(Debug, Clone)]
@@ -328,7 +299,7 @@ pub(super) fn new_event(
     })
 }
 
-/// An instant as events write it.
+/// An instant as events write it (as the API does: RFC 3339, UTC, `Z`, seconds' fraction only when there is one).
 pub(super) fn text(at: DateTime<Utc>) -> Outcome<String> {
-    written(micros(at))
+    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }

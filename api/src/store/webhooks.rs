@@ -165,7 +165,7 @@ pub enum AfterAttempt {
 
 /// Freezes an invoice event's data: the invoice as it was at the event (given the event and the invoice now).
 pub type RenderFn =
-    Arc<dyn Fn(&NewOutboxEvent, &crate::store::InvoiceRow) -> Result<String, String> + Send + Sync>;
+    Arc<dyn Fn(&NewOutboxEvent, &crate::store::types::InvoiceRow) -> Result<String, String> + Send + Sync>;
 
 /// One refused entry of a usage batch: its customer, period start (micros), meter and event id (events only).
 pub(crate) type Refused<'a> = (&'a str, i64, &'a str, Option<&'a str>);

@@ -10,8 +10,8 @@ use crate::store::backend::Backend;
 use crate::store::contract::{Idempotent, IDEMPOTENCY_KEEP_MICROS};
 use crate::store::error::{corrupt, StoreResult};
 use crate::store::sql::{SqlStore, EVENTS_PER_STATEMENT, IN_LIST};
-use crate::store::types::{EventOutcome, NewEvent, NewReport};
-use crate::store::webhooks::{closed_period_events, Refused};
+use crate::store::types::{AlertRow, EventOutcome, NewEvent, NewReport};
+use crate::store::webhooks::{closed_period_events, NewOutboxEvent, Refused};
 use crate::time::MICROS_PER_DAY;
 
 impl<B: Backend> SqlStore<B>
@@ -219,6 +219,32 @@ where
             }
         }
         Ok(())
+    }
+
+    pub(super) async fn write_alert(
+        &self,
+        customer_id: &str,
+        a: &AlertRow,
+        events: &[NewOutboxEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let done = sqlx::query(
+            "INSERT INTO alerts (customer_id, period_start, product, threshold, detected_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id, period_start, product, threshold) DO NOTHING",
+        )
+        .bind(customer_id)
+        .bind(a.period_start)
+        .bind(&a.product)
+        .bind(&a.threshold)
+        .bind(a.detected_at)
+        .execute(&mut *tx)
+        .await?;
+        let new = B::rows_affected(&done) == 1;
+        if new {
+            Self::put_events(&mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(new)
     }
 
     pub(super) async fn write_reports(&self, reports: &[NewReport], now: i64) -> StoreResult<Vec<bool>> {

@@ -6,7 +6,7 @@ use crate::store::backend::Backend;
 use crate::store::error::{corrupt, StoreError, StoreResult};
 use crate::store::rows::{credit_row, invoice_row, run_row};
 use crate::store::sql::{SqlStore, INVOICE_COLUMNS, RUN_COLUMNS};
-use crate::store::types::{invoice_number, InvoiceAction, RunRow, Transition};
+use crate::store::types::{invoice_number, InvoiceAction, RunFailure, RunRow, Transition};
 use crate::store::webhooks::NewOutboxEvent;
 
 impl<B: Backend> SqlStore<B>
@@ -122,6 +122,47 @@ where
             .execute(&mut **tx)
             .await?;
         }
+        Ok(())
+    }
+
+    pub(super) async fn read_run(&self, id: &str) -> StoreResult<Option<RunRow>> {
+        let Some(row) = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM invoice_runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let failures = sqlx::query(
+            "SELECT customer_id, period_start, reason FROM invoice_run_failures WHERE run_id = $1
+             ORDER BY customer_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| RunFailure {
+            customer_id: r.get("customer_id"),
+            period_start: r.get("period_start"),
+            reason: r.get("reason"),
+        })
+        .collect();
+        Ok(Some(run_row(&row, failures)?))
+    }
+
+    pub(super) async fn write_finish(&self, id: &str, now: i64, event: &NewOutboxEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let done = sqlx::query(
+            "UPDATE invoice_runs SET status = 'completed', finished_at = $1 WHERE id = $2 AND status = 'running'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if B::rows_affected(&done) == 1 {
+            Self::put_events(&mut tx, std::slice::from_ref(event)).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

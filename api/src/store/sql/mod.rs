@@ -24,11 +24,11 @@ use crate::store::backend::Backend;
 use crate::store::contract::{Idempotent, Store};
 use crate::store::error::StoreResult;
 use crate::store::migrations::Embedded;
-use crate::store::rows::{commitment_row, credit_row, customer_row, invoice_row, run_row};
+use crate::store::rows::{commitment_row, credit_row, customer_row, invoice_row};
 use crate::store::types::{
     AlertRow, BatchDone, ClaimCursor, CommitmentRow, CredentialKind, CreditEntry, CustomerRow, DailyUsage,
     EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, LimitChange, LimitRow, MeterTotal, NewEvent,
-    NewReport, PortalSessionRow, PriceFn, RunFailure, RunRow, StoredBook, Transition,
+    NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
     AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
@@ -309,24 +309,7 @@ where
         a: &AlertRow,
         events: &[NewOutboxEvent],
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
-        let done = sqlx::query(
-            "INSERT INTO alerts (customer_id, period_start, product, threshold, detected_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id, period_start, product, threshold) DO NOTHING",
-        )
-        .bind(customer_id)
-        .bind(a.period_start)
-        .bind(&a.product)
-        .bind(&a.threshold)
-        .bind(a.detected_at)
-        .execute(&mut *tx)
-        .await?;
-        let new = B::rows_affected(&done) == 1;
-        if new {
-            Self::put_events(&mut tx, events).await?;
-        }
-        tx.commit().await?;
-        Ok(new)
+        self.write_alert(customer_id, a, events).await
     }
 
     async fn alerts(&self, customer_id: &str) -> StoreResult<Vec<AlertRow>> {
@@ -518,44 +501,11 @@ where
     }
 
     async fn run(&self, id: &str) -> StoreResult<Option<RunRow>> {
-        let Some(row) = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM invoice_runs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let failures = sqlx::query(
-            "SELECT customer_id, period_start, reason FROM invoice_run_failures WHERE run_id = $1
-             ORDER BY customer_id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| RunFailure {
-            customer_id: r.get("customer_id"),
-            period_start: r.get("period_start"),
-            reason: r.get("reason"),
-        })
-        .collect();
-        Ok(Some(run_row(&row, failures)?))
+        self.read_run(id).await
     }
 
     async fn finish_run(&self, id: &str, now: i64, event: &NewOutboxEvent) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
-        let done = sqlx::query(
-            "UPDATE invoice_runs SET status = 'completed', finished_at = $1 WHERE id = $2 AND status = 'running'",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if B::rows_affected(&done) == 1 {
-            Self::put_events(&mut tx, std::slice::from_ref(event)).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write_finish(id, now, event).await
     }
 
     async fn pending(&self, as_of: i64, run_id: &str) -> StoreResult<i64> {
