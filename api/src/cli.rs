@@ -41,48 +41,7 @@ enum Command {
     ///
     /// Creates and migrates the database on start; a new database gets the price book (the built-in one by
     /// default) as its first version. Stops on SIGTERM or Ctrl-C after finishing the requests in flight.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:3000")]
-        listen: String,
-        /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB.
-        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tally.db?mode=rwc")]
-        database: String,
-        /// Price book JSON file for a new database (default: the built-in example price book).
-        #[arg(long, value_name = "FILE")]
-        price_book: Option<PathBuf>,
-        /// The largest request body, in bytes.
-        #[arg(long, env = "TALLY_MAX_BODY", default_value_t = 5 * 1024 * 1024)]
-        max_body: usize,
-        /// Prefix of invoice numbers, given at issue (INV-000001, INV-000002, …).
-        #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::app::DEFAULT_PREFIX)]
-        invoice_prefix: String,
-        /// The pricing page's site folder, holding the wasm bundle in pkg/ (built by scripts/build-ui; default:
-        /// target/site next to the binary, then ./target/site).
-        #[arg(long, env = "TALLY_ASSETS", value_name = "DIR")]
-        assets: Option<PathBuf>,
-        /// The site's public address (https://billing.example.com): billing-portal links start with it, and their
-        /// session cookies are Secure when it is https (default: the address each request was made to, over http).
-        #[arg(long, env = "TALLY_PUBLIC_URL", value_name = "URL")]
-        public_url: Option<String>,
-        /// The seller's name, printed on invoices.
-        #[arg(long, env = "TALLY_SELLER_NAME", default_value = "tally")]
-        seller_name: String,
-        /// The seller's postal address, printed on invoices (lines separated by `|`).
-        #[arg(long, env = "TALLY_SELLER_ADDRESS", default_value = "")]
-        seller_address: String,
-        /// Allow webhook endpoints at private, loopback and link-local addresses (refused by default, at
-        /// registration and at each delivery).
-        #[arg(long, env = "TALLY_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
-        webhook_allow_private: bool,
-        /// A factor on the webhook retry schedule and on the 5 days after which a failing endpoint is disabled
-        /// (0.001 turns 5 minutes into 0.3 s: for tests and drills).
-        #[arg(long, env = "TALLY_WEBHOOK_RETRY_SCALE", default_value = "1")]
-        webhook_retry_scale: String,
-        /// Seconds a webhook attempt may take before it counts as failed.
-        #[arg(long, env = "TALLY_WEBHOOK_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..=60))]
-        webhook_timeout: u16,
-    },
+    Serve(ServeArgs),
     /// Webhooks: check a delivery's signature as a receiver must.
     Webhook {
         #[command(subcommand)]
@@ -105,6 +64,51 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         price_book: Option<PathBuf>,
     },
+}
+
+/// `tally serve`'s flags.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: String,
+    /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tally.db?mode=rwc")]
+    database: String,
+    /// Price book JSON file for a new database (default: the built-in example price book).
+    #[arg(long, value_name = "FILE")]
+    price_book: Option<PathBuf>,
+    /// The largest request body, in bytes.
+    #[arg(long, env = "TALLY_MAX_BODY", default_value_t = 5 * 1024 * 1024)]
+    max_body: usize,
+    /// Prefix of invoice numbers, given at issue (INV-000001, INV-000002, …).
+    #[arg(long, env = "TALLY_INVOICE_PREFIX", default_value = crate::app::DEFAULT_PREFIX)]
+    invoice_prefix: String,
+    /// The pricing page's site folder, holding the wasm bundle in pkg/ (built by scripts/build-ui; default:
+    /// target/site next to the binary, then ./target/site).
+    #[arg(long, env = "TALLY_ASSETS", value_name = "DIR")]
+    assets: Option<PathBuf>,
+    /// The site's public address (https://billing.example.com): billing-portal links start with it, and their
+    /// session cookies are Secure when it is https (default: the address each request was made to, over http).
+    #[arg(long, env = "TALLY_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// The seller's name, printed on invoices.
+    #[arg(long, env = "TALLY_SELLER_NAME", default_value = "tally")]
+    seller_name: String,
+    /// The seller's postal address, printed on invoices (lines separated by `|`).
+    #[arg(long, env = "TALLY_SELLER_ADDRESS", default_value = "")]
+    seller_address: String,
+    /// Allow webhook endpoints at private, loopback and link-local addresses (refused by default, at
+    /// registration and at each delivery).
+    #[arg(long, env = "TALLY_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    webhook_allow_private: bool,
+    /// A factor on the webhook retry schedule and on the 5 days after which a failing endpoint is disabled
+    /// (0.001 turns 5 minutes into 0.3 s: for tests and drills).
+    #[arg(long, env = "TALLY_WEBHOOK_RETRY_SCALE", default_value = "1")]
+    webhook_retry_scale: String,
+    /// Seconds a webhook attempt may take before it counts as failed.
+    #[arg(long, env = "TALLY_WEBHOOK_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..=60))]
+    webhook_timeout: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,67 +245,8 @@ fn run(
             };
             invoice_run(&database, as_of, issue, &settings, stdout, stderr)
         }
-        Command::Serve {
-            listen,
-            database,
-            price_book,
-            max_body,
-            invoice_prefix,
-            assets,
-            public_url,
-            seller_name,
-            seller_address,
-            webhook_allow_private,
-            webhook_retry_scale,
-            webhook_timeout,
-        } => {
-            let retry_scale = billing_core::wire::parse_decimal(&webhook_retry_scale)
-                .ok()
-                .filter(|s| !s.is_zero())
-                .ok_or_else(|| {
-                    Failure::Input(format!(
-                        "--webhook-retry-scale `{webhook_retry_scale}` is not a positive decimal such as 1 or 0.001"
-                    ))
-                })?;
-            let price_book = match price_book {
-                Some(p) => Some(load_price_book(Some(&p))?),
-                None => None,
-            };
-            let admin_token = std::env::var("TALLY_ADMIN_TOKEN").ok();
-            let settings = crate::server::Settings {
-                listen,
-                database_url: database,
-                price_book,
-                max_body,
-                admin_token,
-                invoice_prefix,
-                assets,
-                public_url: public_url.filter(|u| !u.is_empty()),
-                seller: crate::http::Seller { name: seller_name, address: seller_address.replace('|', "\n") },
-                webhooks: crate::app::WebhookSettings {
-                    allow_private: webhook_allow_private,
-                    retry_scale,
-                    timeout: std::time::Duration::from_secs(u64::from(webhook_timeout)),
-                    ..crate::app::WebhookSettings::default()
-                },
-            };
-            serve(settings, stderr)
-        }
-        Command::Webhook { command: WebhookCommand::Verify { secret, id, timestamp, signature, body } } => {
-            let body = match body.as_deref() {
-                None => read_stdin_bytes(stdin)?,
-                Some(p) if p.as_os_str() == "-" => read_stdin_bytes(stdin)?,
-                Some(p) => std::fs::read(p)
-                    .map_err(|e| Failure::Input(format!("cannot read the body file {}: {e}", p.display())))?,
-            };
-            let now = chrono::Utc::now().timestamp();
-            match crate::signature::verify(&secret, &id, &timestamp, &signature, &body, now) {
-                Ok(()) => writeln!(stdout, "valid: the signature matches and the timestamp is current")
-                    .map_err(Failure::Output),
-                Err(crate::signature::Rejection::Malformed(m)) => Err(Failure::Input(m)),
-                Err(rejection) => Err(Failure::Partial(format!("invalid: {rejection}"))),
-            }
-        }
+        Command::Serve(args) => serve(serve_settings(args)?, stderr),
+        Command::Webhook { command } => verify_webhook(command, stdin, stdout),
         Command::Migrate { database } => runtime()?.block_on(async {
             let store = crate::store::open(&database).await.map_err(|e| Failure::Input(e.to_string()))?;
             store.migrate().await.map_err(|e| Failure::Input(e.to_string()))?;
@@ -326,6 +271,78 @@ fn run(
                 serde_json::to_string_pretty(&book).map_err(|e| Failure::Output(io::Error::other(e)))?;
             writeln!(stdout, "{json}").map_err(Failure::Output)
         }
+    }
+}
+
+/// `tally serve`'s settings from its flags.
+fn serve_settings(args: ServeArgs) -> Result<crate::server::Settings, Failure> {
+    let ServeArgs {
+        listen,
+        database,
+        price_book,
+        max_body,
+        invoice_prefix,
+        assets,
+        public_url,
+        seller_name,
+        seller_address,
+        webhook_allow_private,
+        webhook_retry_scale,
+        webhook_timeout,
+    } = args;
+    let retry_scale = billing_core::wire::parse_decimal(&webhook_retry_scale)
+        .ok()
+        .filter(|s| !s.is_zero() && *s <= rust_decimal::Decimal::from(1000))
+        .ok_or_else(|| {
+            Failure::Input(format!(
+                "--webhook-retry-scale `{webhook_retry_scale}` is not a decimal above 0 and at most 1000, such as 1 or \
+                 0.001"
+            ))
+        })?;
+    let price_book = match price_book {
+        Some(p) => Some(load_price_book(Some(&p))?),
+        None => None,
+    };
+    let admin_token = std::env::var("TALLY_ADMIN_TOKEN").ok();
+    let settings = crate::server::Settings {
+        listen,
+        database_url: database,
+        price_book,
+        max_body,
+        admin_token,
+        invoice_prefix,
+        assets,
+        public_url: public_url.filter(|u| !u.is_empty()),
+        seller: crate::http::Seller { name: seller_name, address: seller_address.replace('|', "\n") },
+        webhooks: crate::app::WebhookSettings {
+            allow_private: webhook_allow_private,
+            retry_scale,
+            timeout: std::time::Duration::from_secs(u64::from(webhook_timeout)),
+            ..crate::app::WebhookSettings::default()
+        },
+    };
+    Ok(settings)
+}
+
+/// `tally webhook verify`: 0 valid, 1 not (one line says why), 2 bad input.
+fn verify_webhook(
+    command: WebhookCommand,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+) -> Result<(), Failure> {
+    let WebhookCommand::Verify { secret, id, timestamp, signature, body } = command;
+    let body = match body.as_deref() {
+        None => read_stdin_bytes(stdin)?,
+        Some(p) if p.as_os_str() == "-" => read_stdin_bytes(stdin)?,
+        Some(p) => std::fs::read(p)
+            .map_err(|e| Failure::Input(format!("cannot read the body file {}: {e}", p.display())))?,
+    };
+    let now = chrono::Utc::now().timestamp();
+    match crate::signature::verify(&secret, &id, &timestamp, &signature, &body, now) {
+        Ok(()) => writeln!(stdout, "valid: the signature matches and the timestamp is current")
+            .map_err(Failure::Output),
+        Err(crate::signature::Rejection::Malformed(m)) => Err(Failure::Input(m)),
+        Err(rejection) => Err(Failure::Partial(format!("invalid: {rejection}"))),
     }
 }
 

@@ -28,9 +28,14 @@ pub const DISABLE_AFTER_SECONDS: i64 = 5 * 24 * 60 * 60;
 /// `seconds` × the retry scale, in microseconds, with ±10 % jitter drawn from `jitter` (0..=200 ↦ −10 %..+10 %).
 #[must_use]
 pub fn scaled_micros(seconds: i64, scale: Decimal, jitter: u16) -> i64 {
-    let base = Decimal::from(seconds) * Decimal::from(1_000_000) * scale;
     let factor = Decimal::from(900 + i64::from(jitter.min(200))) / Decimal::from(1000);
-    i64::try_from((base * factor).trunc()).unwrap_or(i64::MAX)
+    // (A scale past what `tally serve` accepts saturates instead of overflowing.)
+    Decimal::from(seconds)
+        .checked_mul(Decimal::from(1_000_000))
+        .and_then(|m| m.checked_mul(scale))
+        .and_then(|m| m.checked_mul(factor))
+        .and_then(|m| i64::try_from(m.trunc()).ok())
+        .unwrap_or(i64::MAX)
 }
 
 /// What follows a failed attempt `n` (1-based) made at `now`.

@@ -193,21 +193,7 @@ where
         for (sql, args) in statements {
             sqlx::query_with(&sql, B::arguments(args)).execute(&mut **tx).await?;
         }
-        let mut events = Vec::with_capacity(priced.len());
-        for p in &priced {
-            let i = &p.invoice;
-            let randomness = |e| corrupt("randomness", e);
-            events.push(
-                NewOutboxEvent::invoice("invoice.created", &i.customer_id, &i.id, now).map_err(randomness)?,
-            );
-            if i.status == "issued" {
-                events.push(
-                    NewOutboxEvent::invoice("invoice.issued", &i.customer_id, &i.id, now)
-                        .map_err(randomness)?,
-                );
-            }
-        }
-        Self::put_events(tx, &events).await?;
+        Self::put_invoice_events(tx, &priced, now).await?;
         for p in &priced {
             for e in &p.consumption {
                 sqlx::query(
@@ -240,6 +226,29 @@ where
         done.invoiced += priced.len();
         done.failed += failures.len();
         Ok(())
+    }
+
+    /// The invoices' events: each created, and issued when the run issues.
+    async fn put_invoice_events(
+        tx: &mut sqlx::Transaction<'static, B::Db>,
+        priced: &[PricedInvoice],
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut events = Vec::with_capacity(priced.len());
+        for p in priced {
+            let i = &p.invoice;
+            let randomness = |e| corrupt("randomness", e);
+            events.push(
+                NewOutboxEvent::invoice("invoice.created", &i.customer_id, &i.id, now).map_err(randomness)?,
+            );
+            if i.status == "issued" {
+                events.push(
+                    NewOutboxEvent::invoice("invoice.issued", &i.customer_id, &i.id, now)
+                        .map_err(randomness)?,
+                );
+            }
+        }
+        Self::put_events(tx, &events).await
     }
 
     /// The pricing thread of a batch: it reads documents from the returned sender and answers each with its priced

@@ -177,19 +177,33 @@ where
         .execute(&mut *tx)
         .await?;
         let succeeded = after == AfterAttempt::Succeeded;
+        let disabled = Self::endpoint_after(&mut tx, claimed, attempt.at, succeeded, disable).await?;
+        tx.commit().await?;
+        Ok(disabled)
+    }
+
+    /// The endpoint after an attempt: its run of failures ended (a success) or started; disabled, with its event,
+    /// when `disable` is given and the run has lasted that many micros. Whether it was disabled.
+    async fn endpoint_after(
+        tx: &mut sqlx::Transaction<'static, B::Db>,
+        claimed: &ClaimedDelivery,
+        at: i64,
+        succeeded: bool,
+        disable: Option<(i64, &NewOutboxEvent)>,
+    ) -> StoreResult<bool> {
         let endpoint = claimed.endpoint.id.as_str();
         if succeeded {
             sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
                 .bind(endpoint)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         } else {
             sqlx::query(
                 "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE id = $2",
             )
-            .bind(attempt.at)
+            .bind(at)
             .bind(endpoint)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         let mut disabled = false;
@@ -198,17 +212,16 @@ where
                 "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = 'failing', updated_at = $1
                  WHERE id = $2 AND enabled = 1 AND failing_since <= $3",
             )
-            .bind(attempt.at)
+            .bind(at)
             .bind(claimed.endpoint.id.as_str())
-            .bind(attempt.at - after_micros)
-            .execute(&mut *tx)
+            .bind(at - after_micros)
+            .execute(&mut **tx)
             .await?;
             disabled = B::rows_affected(&done) == 1;
             if disabled {
-                Self::put_events(&mut tx, std::slice::from_ref(event)).await?;
+                Self::put_events(tx, std::slice::from_ref(event)).await?;
             }
         }
-        tx.commit().await?;
         Ok(disabled)
     }
 
