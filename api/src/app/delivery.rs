@@ -16,7 +16,9 @@ use serde_json::json;
 
 use super::service::{Outcome, Service};
 use super::webhooks::{new_event, text, WebhookSettings};
-use crate::store::{AfterAttempt, AttemptRow, ClaimedDelivery, RenderFn};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::store::{AfterAttempt, AttemptRow, Attempted, ClaimedDelivery, RenderFn};
 use crate::time::micros;
 
 /// The delays before each attempt after the first failure: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
@@ -68,9 +70,17 @@ pub fn body_of(event: &crate::store::NewOutboxEvent) -> String {
 }
 
 impl Service {
-    /// Runs the dispatcher and the workers until the task is dropped (`tally serve` aborts it on shutdown; an
-    /// attempt cut short is sent again when its lease runs out).
+    /// Runs the dispatcher, the workers and the recorder of their attempts until the task is dropped (`tally serve`
+    /// aborts it on shutdown; an attempt cut short, or made and not yet recorded, is sent again when its lease runs
+    /// out).
     pub async fn deliver_webhooks(self: Arc<Self>) {
+        let (done, results) = tokio::sync::mpsc::unbounded_channel();
+        tokio::join!(Arc::clone(&self).send_due(done), self.record(results));
+    }
+
+    /// Dispatches new events and sends due deliveries, at most `concurrency` at once; each attempt's result goes to
+    /// the recorder with its permit, so an attempt counts as in flight until it is recorded.
+    async fn send_due(self: Arc<Self>, done: Results) {
         let settings = self.webhooks.clone();
         let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
         let render: RenderFn = {
@@ -98,12 +108,14 @@ impl Service {
                         claimed = batch.len();
                         for delivery in batch {
                             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
-                            let service = Arc::clone(&self);
+                            let (service, done) = (Arc::clone(&self), done.clone());
                             tokio::spawn(async move {
-                                if let Err(e) = service.attempt(&delivery).await {
-                                    tracing::warn!("webhook attempt {} not recorded: {e}", delivery.id);
+                                match service.attempt(delivery).await {
+                                    Ok(attempted) => {
+                                        let _ = done.send((attempted, permit));
+                                    }
+                                    Err(e) => tracing::warn!("webhook attempt not made: {e}"),
                                 }
-                                drop(permit);
                             });
                         }
                     }
@@ -118,21 +130,48 @@ impl Service {
         }
     }
 
-    /// Sends one leased delivery and records the attempt and what follows it.
-    async fn attempt(&self, claimed: &ClaimedDelivery) -> Outcome<()> {
+    /// Records attempts as they finish, many per transaction (on SQLite, one write transaction per attempt took
+    /// the database's write lock thousands of times a second, from ingestion). A batch that cannot be recorded is
+    /// logged: its deliveries' leases run out and they are sent again.
+    async fn record(
+        &self,
+        mut results: tokio::sync::mpsc::UnboundedReceiver<(Attempted, OwnedSemaphorePermit)>,
+    ) {
+        let mut batch = Vec::new();
+        while results.recv_many(&mut batch, RECORDED_AT_ONCE).await > 0 {
+            let attempts: Vec<Attempted> = batch.iter().map(|(a, _)| a.clone()).collect();
+            match self.store.record_attempts(&attempts).await {
+                Ok(disabled) => {
+                    for (a, _) in attempts.iter().zip(disabled).filter(|(_, d)| *d) {
+                        tracing::warn!(
+                            "webhook endpoint {} disabled: failing for 5 days",
+                            a.claimed.endpoint.id
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{} webhook attempts not recorded (sent again later): {e}",
+                        attempts.len()
+                    );
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    /// Sends one leased delivery: the attempt and what follows it, to record.
+    async fn attempt(&self, claimed: ClaimedDelivery) -> Outcome<Attempted> {
         let settings = &self.webhooks;
         let started = self.now();
         let at = micros(started);
         let body = body_of(&claimed.event);
         let timestamp = started.timestamp();
         let mut signatures = Vec::new();
-        for secret in std::iter::once(&claimed.endpoint.secret).chain(
-            claimed
-                .endpoint
-                .previous_secret
-                .iter()
-                .filter(|_| claimed.endpoint.previous_until.is_some_and(|u| u > at)),
-        ) {
+        let previous = claimed.endpoint.previous_secret.iter();
+        for secret in std::iter::once(&claimed.endpoint.secret)
+            .chain(previous.filter(|_| claimed.endpoint.previous_until.is_some_and(|u| u > at)))
+        {
             let key = crate::signature::key(secret).map_err(super::service::Failure::Internal)?;
             signatures.push(crate::signature::sign(&key, &claimed.event.id, timestamp, body.as_bytes()));
         }
@@ -155,43 +194,32 @@ impl Service {
             Ok(answer) => (Some(i64::from(answer.status)), answer.body, None),
             Err(failed) => (None, String::new(), Some(failed.to_string())),
         };
-        let succeeded = status.is_some_and(|s| (200..300).contains(&s));
-        let attempt = AttemptRow {
-            n: claimed.attempts + 1,
-            at,
-            status,
-            latency_micros,
-            response,
-            error,
-            manual: claimed.manual,
-        };
-        let after = if succeeded {
-            AfterAttempt::Succeeded
-        } else {
-            after_failure(claimed.attempts + 1, micros(self.now()), settings.retry_scale, jitter())
-        };
-        let disabled_event = if succeeded {
-            None
-        } else {
-            let data = json!({
-                "id": claimed.endpoint.id,
-                "url": claimed.endpoint.url,
-                "reason": "failing",
-                "disabled_at": text(self.now())?,
-            });
-            Some(new_event("webhook_endpoint.disabled", None, &data, self.now())?)
-        };
-        let disable_after = scaled_micros(DISABLE_AFTER_SECONDS, settings.retry_scale, 100);
-        let disabled = self
-            .store
-            .record_attempt(claimed, &attempt, after, disabled_event.as_ref().map(|e| (disable_after, e)))
-            .await?;
-        if disabled {
-            tracing::warn!("webhook endpoint {} disabled: failing for 5 days", claimed.endpoint.id);
+        let n = claimed.attempts + 1;
+        let attempt = AttemptRow { n, at, status, latency_micros, response, error, manual: claimed.manual };
+        if status.is_some_and(|s| (200..300).contains(&s)) {
+            return Ok(Attempted { claimed, attempt, after: AfterAttempt::Succeeded, disable: None });
         }
-        Ok(())
+        let now = self.now();
+        let data = json!({
+            "id": claimed.endpoint.id,
+            "url": claimed.endpoint.url,
+            "reason": "failing",
+            "disabled_at": text(now)?,
+        });
+        let disable = (
+            scaled_micros(DISABLE_AFTER_SECONDS, settings.retry_scale, 100),
+            new_event("webhook_endpoint.disabled", None, &data, now)?,
+        );
+        let after = after_failure(n, micros(now), settings.retry_scale, jitter());
+        Ok(Attempted { claimed, attempt, after, disable: Some(disable) })
     }
 }
+
+/// Attempts recorded per transaction, at most.
+const RECORDED_AT_ONCE: usize = 256;
+
+/// Where attempts go to be recorded, each with the permit that keeps it counted as in flight.
+type Results = tokio::sync::mpsc::UnboundedSender<(Attempted, OwnedSemaphorePermit)>;
 
 /// How long a delivery stays leased: longer than an attempt can take (twice the timeout and ten seconds), so a
 /// lease runs out only when its worker is gone.

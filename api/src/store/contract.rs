@@ -10,8 +10,7 @@ use crate::store::types::{
     NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
-    AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
-    OutboxEvent, RenderFn,
+    Attempted, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent, RenderFn,
 };
 
 /// Where storage keeps tally's state. Object-safe, so the service holds an `Arc<dyn Store>`.
@@ -241,16 +240,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
-    /// Records an attempt and what follows (the state moves only under the attempt's lease); with `disable`, an
-    /// endpoint failing for at least that many micros is disabled and the event stored, in the same transaction.
-    /// Whether it was disabled.
-    async fn record_attempt(
-        &self,
-        claimed: &ClaimedDelivery,
-        attempt: &AttemptRow,
-        after: AfterAttempt,
-        disable: Option<(i64, &NewOutboxEvent)>,
-    ) -> StoreResult<bool>;
+    /// Records attempts and what follows each, in one transaction (a state moves only under its attempt's lease);
+    /// with `disable`, an endpoint failing for at least that many micros is disabled and the event stored, in the
+    /// same transaction. Per attempt, whether its endpoint was disabled.
+    async fn record_attempts(&self, batch: &[Attempted]) -> StoreResult<Vec<bool>>;
     /// Deliveries with their attempts, newest first: an endpoint's (before `before`, a `seq`), or one by id.
     async fn deliveries(
         &self,

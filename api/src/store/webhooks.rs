@@ -163,6 +163,20 @@ pub enum AfterAttempt {
     Failed,
 }
 
+/// An attempt made, to record: the delivery as claimed, the attempt, what follows it, and (after a failure) the
+/// event that disables its endpoint when the endpoint has been failing for at least that many micros.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempted {
+    /// The delivery, as leased.
+    pub claimed: ClaimedDelivery,
+    /// The attempt.
+    pub attempt: AttemptRow,
+    /// What follows.
+    pub after: AfterAttempt,
+    /// Disable the endpoint (with this event) when it has failed for this long.
+    pub disable: Option<(i64, NewOutboxEvent)>,
+}
+
 /// Freezes an invoice event's data: the invoice as it was at the event (given the event and the invoice now).
 pub type RenderFn =
     Arc<dyn Fn(&NewOutboxEvent, &crate::store::types::InvoiceRow) -> Result<String, String> + Send + Sync>;

@@ -6,7 +6,9 @@ use crate::store::backend::Backend;
 use crate::store::error::{corrupt, StoreResult};
 use crate::store::sql::webhooks::{endpoint_row, ENDPOINT_COLUMNS, EVENT_COLUMNS};
 use crate::store::sql::SqlStore;
-use crate::store::webhooks::{AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, NewOutboxEvent};
+use crate::store::webhooks::{
+    AfterAttempt, AttemptRow, Attempted, ClaimedDelivery, DeliveryRow, NewOutboxEvent,
+};
 
 const DELIVERY_COLUMNS: &str = "seq, id, event_id, endpoint_id, state, attempts, next_attempt_at, created_at";
 
@@ -35,6 +37,17 @@ where
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
+        // A plain read first: idle workers never take SQLite's write lock from ingestion.
+        let any: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1
+             AND (lease_until IS NULL OR lease_until < $1) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let lease = crate::secret::new_id("lease_").map_err(|e| corrupt("randomness", e))?;
         let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
         let sql = format!(
@@ -122,21 +135,38 @@ where
         Ok(claimed)
     }
 
-    /// Records an attempt and what follows it, in one transaction: the delivery's state moves only while the
-    /// attempt's lease is still held; the endpoint's run of failures starts or ends; and when `disable` is given
-    /// and the endpoint has been failing for at least its micros, the endpoint is disabled and its event stored.
-    /// Whether it was disabled.
-    pub(super) async fn write_attempt(
-        &self,
+    /// Records attempts and what follows each, in one transaction (a worker's results, gathered: one write
+    /// transaction for many attempts). Per attempt: the delivery's state moves only while the attempt's lease is still
+    /// held; the endpoint's run of failures starts or ends; and when `disable` is given and the endpoint has been
+    /// failing for at least its micros, the endpoint is disabled and its event stored. Rows are locked in endpoint
+    /// order, so two instances recording at once never deadlock. Per attempt, whether its endpoint was disabled.
+    pub(super) async fn write_attempts(&self, batch: &[Attempted]) -> StoreResult<Vec<bool>> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|a, b| {
+            let key = |i: usize| (&batch[i].claimed.endpoint.id, &batch[i].claimed.id);
+            key(*a).cmp(&key(*b))
+        });
+        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        let mut disabled = vec![false; batch.len()];
+        for i in order {
+            let a = &batch[i];
+            disabled[i] =
+                Self::record_one(&mut tx, &a.claimed, &a.attempt, a.after, a.disable.as_ref()).await?;
+        }
+        tx.commit().await?;
+        Ok(disabled)
+    }
+
+    async fn record_one(
+        tx: &mut sqlx::Transaction<'static, B::Db>,
         claimed: &ClaimedDelivery,
         attempt: &AttemptRow,
         after: AfterAttempt,
-        disable: Option<(i64, &NewOutboxEvent)>,
+        disable: Option<&(i64, NewOutboxEvent)>,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
         let sql = format!("SELECT attempts FROM webhook_deliveries WHERE id = $1{}", B::UPDATE_LOCK);
         let Some(attempts) =
-            sqlx::query_scalar::<_, i64>(&sql).bind(claimed.id.as_str()).fetch_optional(&mut *tx).await?
+            sqlx::query_scalar::<_, i64>(&sql).bind(claimed.id.as_str()).fetch_optional(&mut **tx).await?
         else {
             // (The endpoint was deleted meanwhile, and its pending deliveries with it.)
             return Ok(false);
@@ -154,12 +184,12 @@ where
         .bind(attempt.response.as_str())
         .bind(attempt.error.as_deref())
         .bind(i64::from(attempt.manual))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         sqlx::query("UPDATE webhook_deliveries SET attempts = $1 WHERE id = $2")
             .bind(n)
             .bind(claimed.id.as_str())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let (state, next) = match after {
             AfterAttempt::Succeeded => ("succeeded", None),
@@ -174,12 +204,10 @@ where
         .bind(next)
         .bind(claimed.id.as_str())
         .bind(claimed.lease.as_str())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let succeeded = after == AfterAttempt::Succeeded;
-        let disabled = Self::endpoint_after(&mut tx, claimed, attempt.at, succeeded, disable).await?;
-        tx.commit().await?;
-        Ok(disabled)
+        Self::endpoint_after(tx, claimed, attempt.at, succeeded, disable).await
     }
 
     /// The endpoint after an attempt: its run of failures ended (a success) or started; disabled, with its event,
@@ -189,7 +217,7 @@ where
         claimed: &ClaimedDelivery,
         at: i64,
         succeeded: bool,
-        disable: Option<(i64, &NewOutboxEvent)>,
+        disable: Option<&(i64, NewOutboxEvent)>,
     ) -> StoreResult<bool> {
         let endpoint = claimed.endpoint.id.as_str();
         if succeeded {

@@ -31,8 +31,7 @@ use crate::store::types::{
     NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
-    AfterAttempt, AttemptRow, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
-    OutboxEvent, RenderFn,
+    Attempted, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent, RenderFn,
 };
 
 /// The store on SQLite.
@@ -570,14 +569,8 @@ where
         self.write_lease(now, lease_until, limit).await
     }
 
-    async fn record_attempt(
-        &self,
-        claimed: &ClaimedDelivery,
-        attempt: &AttemptRow,
-        after: AfterAttempt,
-        disable: Option<(i64, &NewOutboxEvent)>,
-    ) -> StoreResult<bool> {
-        self.write_attempt(claimed, attempt, after, disable).await
+    async fn record_attempts(&self, batch: &[Attempted]) -> StoreResult<Vec<bool>> {
+        self.write_attempts(batch).await
     }
 
     async fn deliveries(

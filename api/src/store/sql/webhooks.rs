@@ -188,6 +188,14 @@ where
     /// given one delivery per enabled endpoint that subscribes to its type and existed when it was made. One
     /// transaction; how many events it dispatched.
     pub(super) async fn write_dispatch(&self, now: i64, render: &RenderFn) -> StoreResult<usize> {
+        // A plain read first: an idle dispatcher never takes SQLite's write lock from ingestion.
+        let any: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM outbox_events WHERE dispatched = 0 LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM outbox_events WHERE dispatched = 0 ORDER BY seq LIMIT $1{}",
