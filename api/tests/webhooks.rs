@@ -29,7 +29,7 @@ fn types(events: &[Value]) -> Vec<&str> {
 #[tokio::test]
 async fn endpoints_have_a_secret_shown_once_and_refusals_write_nothing() {
     on_every_backend(|app, url| async move {
-        let new = json!({"url": "https://hooks.example.com/tally", "event_types": ["invoice.created", "*"]});
+        let new = json!({"url": "https://hooks.example.com/tally", "event_types": ["invoice.created", "*", "invoice.created"]});
         let headers = [("idempotency-key", "ep-1")];
         let (status, created) = app
             .raw(Method::POST, "/v1/webhook-endpoints", Some(ADMIN), Some(new.to_string()), &headers)
@@ -37,6 +37,7 @@ async fn endpoints_have_a_secret_shown_once_and_refusals_write_nothing() {
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let secret = created["secret"].as_str().unwrap();
         assert!(secret.starts_with("whsec_"));
+        assert_eq!(created["event_types"], json!(["invoice.created", "*"]), "each type once");
         assert_eq!(api::signature::key(secret).unwrap().len(), 32);
         let id = created["id"].as_str().unwrap().to_owned();
         // A replay answers the endpoint again without its secret; reads never show it.

@@ -105,8 +105,7 @@ impl Service {
         Self::check_types(&new.event_types)?;
         Self::check_description(new.description.as_deref())?;
         let now = micros(self.now());
-        let mut types = new.event_types;
-        types.dedup();
+        let types = distinct(new.event_types);
         let endpoint = EndpointRow {
             id: crate::secret::new_id("we_").map_err(Failure::Internal)?,
             url: new.url,
@@ -153,10 +152,9 @@ impl Service {
             self.check_url(&url)?;
             endpoint.url = url;
         }
-        if let Some(mut types) = change.event_types {
+        if let Some(types) = change.event_types {
             Self::check_types(&types)?;
-            types.dedup();
-            endpoint.event_types = types;
+            endpoint.event_types = distinct(types);
         }
         if let Some(description) = change.description {
             Self::check_description(description.as_deref())?;
@@ -277,6 +275,13 @@ impl Service {
         let delivery = self.store.deliveries(None, Some(id), None, 1).await?;
         delivery.into_iter().next().ok_or(Failure::NotFound("webhook delivery"))
     }
+}
+
+/// The types, each once, in the order first given.
+fn distinct(mut types: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    types.retain(|t| seen.insert(t.clone()));
+    types
 }
 
 /// A new event with its data.

@@ -73,8 +73,9 @@ where
         }
         query.execute(&mut *tx).await?;
         let list = B::params(0, ids.len());
-        let claimed = Self::read_claimed(&mut tx, &ids, &list).await?;
         tx.commit().await?;
+        // Read after the commit: the lease holds them, and the write lock is not held for the read.
+        let claimed = self.read_claimed(&ids, &list).await?;
         Ok(claimed
             .into_iter()
             .map(|mut c| {
@@ -85,11 +86,7 @@ where
     }
 
     /// The claimed deliveries with their event and endpoint.
-    async fn read_claimed(
-        tx: &mut sqlx::Transaction<'static, B::Db>,
-        ids: &[String],
-        list: &str,
-    ) -> StoreResult<Vec<ClaimedDelivery>> {
+    async fn read_claimed(&self, ids: &[String], list: &str) -> StoreResult<Vec<ClaimedDelivery>> {
         let sql = format!(
             "SELECT d.id AS delivery_id, d.attempts, d.manual, d.endpoint_id, {} FROM webhook_deliveries d
              JOIN outbox_events ev ON ev.id = d.event_id WHERE d.id IN {list} ORDER BY d.next_attempt_at, d.event_seq",
@@ -99,7 +96,7 @@ where
         for id in ids {
             query = query.bind(id.as_str());
         }
-        let rows = query.fetch_all(&mut **tx).await?;
+        let rows = query.fetch_all(&self.pool).await?;
         let endpoints: Vec<String> =
             rows.iter().map(|r| r.try_get("endpoint_id")).collect::<Result<_, _>>()?;
         let sql = format!(
@@ -111,7 +108,7 @@ where
             query = query.bind(id.as_str());
         }
         let endpoints =
-            query.fetch_all(&mut **tx).await?.iter().map(endpoint_row).collect::<Result<Vec<_>, _>>()?;
+            query.fetch_all(&self.pool).await?.iter().map(endpoint_row).collect::<Result<Vec<_>, _>>()?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in &rows {
             let endpoint_id: String = r.try_get("endpoint_id")?;

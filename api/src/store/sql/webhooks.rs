@@ -188,27 +188,37 @@ where
     /// given one delivery per enabled endpoint that subscribes to its type and existed when it was made. One
     /// transaction; how many events it dispatched.
     pub(super) async fn write_dispatch(&self, now: i64, render: &RenderFn) -> StoreResult<usize> {
-        // A plain read first: an idle dispatcher never takes SQLite's write lock from ingestion.
-        let any: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM outbox_events WHERE dispatched = 0 LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        if any.is_none() {
-            return Ok(0);
-        }
-        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM outbox_events WHERE dispatched = 0 ORDER BY seq LIMIT $1{}",
-            B::SKIP_LOCKED
-        );
+        // Read and freeze outside any transaction (a plain read finds nothing when idle; rendering invoices takes
+        // time no write lock should be held for), then dispatch what is still undispatched under the lock.
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM outbox_events WHERE dispatched = 0 ORDER BY seq LIMIT $1");
         let limit = i64::try_from(EVENTS_PER_DISPATCH).unwrap_or(i64::MAX);
-        let events: Vec<OutboxEvent> = sqlx::query(&sql)
+        let mut events: Vec<OutboxEvent> = sqlx::query(&sql)
             .bind(limit)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?
             .iter()
             .map(event_row)
             .collect::<Result<_, _>>()?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut frozen = Vec::new();
+        for e in events.iter_mut().filter(|e| e.event.data.is_none()) {
+            e.event.data = Some(self.freeze(&e.event, render).await?);
+            frozen.push(e.seq);
+        }
+        let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        // (Integers read from the database, not input: safe to write into the statement.)
+        let seqs: Vec<String> = events.iter().map(|e| e.seq.to_string()).collect();
+        let held: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT seq FROM outbox_events WHERE dispatched = 0 AND seq IN ({}) ORDER BY seq{}",
+            seqs.join(","),
+            B::SKIP_LOCKED
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        events.retain(|e| held.contains(&e.seq));
         if events.is_empty() {
             return Ok(0);
         }
@@ -221,10 +231,9 @@ where
                 .collect::<Result<_, _>>()?;
         let mut deliveries: Vec<(String, &OutboxEvent, &EndpointRow)> = Vec::new();
         for e in &events {
-            if e.event.data.is_none() {
-                let data = Self::freeze(&mut tx, &e.event, render).await?;
+            if frozen.contains(&e.seq) {
                 sqlx::query("UPDATE outbox_events SET data = $1 WHERE seq = $2")
-                    .bind(data)
+                    .bind(e.event.data.as_deref())
                     .bind(e.seq)
                     .execute(&mut *tx)
                     .await?;
@@ -260,7 +269,6 @@ where
             query.execute(&mut *tx).await?;
         }
         let seqs: Vec<String> = events.iter().map(|e| e.seq.to_string()).collect();
-        // (Integers formatted by this code, not input: safe to write into the statement.)
         sqlx::query(&format!("UPDATE outbox_events SET dispatched = 1 WHERE seq IN ({})", seqs.join(",")))
             .execute(&mut *tx)
             .await?;
@@ -269,15 +277,11 @@ where
     }
 
     /// An invoice event's data: its invoice as it was at the event.
-    async fn freeze(
-        tx: &mut sqlx::Transaction<'static, B::Db>,
-        event: &NewOutboxEvent,
-        render: &RenderFn,
-    ) -> StoreResult<String> {
+    async fn freeze(&self, event: &NewOutboxEvent, render: &RenderFn) -> StoreResult<String> {
         let id = event.invoice_id.as_deref().unwrap_or_default();
         let row = sqlx::query(&format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| corrupt("event", format!("{}: no invoice {id}", event.id)))?;
         render(event, &invoice_row(&row)?).map_err(|e| corrupt("event", e))
