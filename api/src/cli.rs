@@ -109,6 +109,9 @@ struct ServeArgs {
     /// Seconds a webhook attempt may take before it counts as failed.
     #[arg(long, env = "TALLY_WEBHOOK_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..=60))]
     webhook_timeout: u16,
+    /// Webhook attempts in flight at once in this process (its share of the CPU for deliveries).
+    #[arg(long, env = "TALLY_WEBHOOK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    webhook_concurrency: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +292,7 @@ fn serve_settings(args: ServeArgs) -> Result<crate::server::Settings, Failure> {
         webhook_allow_private,
         webhook_retry_scale,
         webhook_timeout,
+        webhook_concurrency,
     } = args;
     let retry_scale = billing_core::wire::parse_decimal(&webhook_retry_scale)
         .ok()
@@ -318,6 +322,7 @@ fn serve_settings(args: ServeArgs) -> Result<crate::server::Settings, Failure> {
             allow_private: webhook_allow_private,
             retry_scale,
             timeout: std::time::Duration::from_secs(u64::from(webhook_timeout)),
+            concurrency: usize::from(webhook_concurrency),
             ..crate::app::WebhookSettings::default()
         },
     };
