@@ -192,7 +192,7 @@ async fn every_fact_has_its_event_and_a_refused_or_rolled_back_write_has_none() 
 type Seen = Arc<Mutex<Vec<(String, axum::http::HeaderMap, String)>>>;
 
 /// A receiver on 127.0.0.1: answers 500 to the first request for each webhook-id on `/flaky`, 500 always on
-/// `/down`, 200 otherwise.
+/// `/down`, 200 after 10 seconds on `/hang` (past the 2-second timeout), 200 otherwise.
 async fn receiver() -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let sink = seen.clone();
@@ -200,19 +200,29 @@ async fn receiver() -> (u16, Seen) {
         move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
             let sink = sink.clone();
             async move {
-                let mut seen = sink.lock().unwrap();
-                let id =
-                    headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                let before = seen
-                    .iter()
-                    .filter(|(p, h, _)| {
-                        *p == uri.path() && h.get("webhook-id").is_some_and(|v| v == id.as_str())
-                    })
-                    .count();
-                seen.push((uri.path().to_owned(), headers, body));
+                let before = {
+                    let mut seen = sink.lock().unwrap();
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let before = seen
+                        .iter()
+                        .filter(|(p, h, _)| {
+                            *p == uri.path() && h.get("webhook-id").is_some_and(|v| v == id.as_str())
+                        })
+                        .count();
+                    seen.push((uri.path().to_owned(), headers, body));
+                    before
+                };
                 match uri.path() {
                     "/down" => (StatusCode::INTERNAL_SERVER_ERROR, "down"),
                     "/flaky" if before == 0 => (StatusCode::INTERNAL_SERVER_ERROR, "not yet"),
+                    "/hang" => {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        (StatusCode::OK, "too late")
+                    }
                     _ => (StatusCode::OK, "thanks"),
                 }
             }
@@ -391,4 +401,34 @@ async fn an_endpoint_failing_for_five_scaled_days_is_disabled_and_says_so() {
         )
         .await;
     assert_eq!((&enabled["enabled"], &enabled["disabled_reason"]), (&json!(true), &Value::Null));
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_holds_at_most_half_the_slots_and_the_others_are_served() {
+    // 40 events to two endpoints; one hangs past the timeout. It holds at most half of the 32 slots, so every
+    // delivery to the other succeeds before the first attempt to the hanging one has even timed out (2 s). Without
+    // the per-endpoint share, its attempts would fill every slot a finished delivery frees, and the last deliveries
+    // to the healthy endpoint would wait for those timeouts.
+    let app = delivering(true).await;
+    let (port, seen) = receiver().await;
+    let (hang, _) =
+        endpoint(&app, &format!("http://127.0.0.1:{port}/hang"), json!(["invoice.created"])).await;
+    let (fast, _) =
+        endpoint(&app, &format!("http://127.0.0.1:{port}/fast"), json!(["invoice.created"])).await;
+    for i in 0..40 {
+        app.customer(&format!("c{i:02}")).await;
+    }
+    app.run_invoices("2026-12-01T00:00:00Z", false).await;
+    let log = |id: &str| format!("/v1/webhook-endpoints/{id}/deliveries?limit=100");
+    until(&app, "the healthy endpoint's 40 deliveries", async || {
+        let (_, page) = app.get(&log(&fast), Some(ADMIN)).await;
+        page["data"].as_array().unwrap().iter().filter(|d| d["state"] == "succeeded").count() == 40
+    })
+    .await;
+    let (_, hung) = app.get(&log(&hang), Some(ADMIN)).await;
+    let recorded: usize =
+        hung["data"].as_array().unwrap().iter().map(|d| d["attempts"].as_array().unwrap().len()).sum();
+    assert_eq!(recorded, 0, "no attempt to the hanging endpoint had ended yet");
+    let in_flight = seen.lock().unwrap().iter().filter(|(p, _, _)| p == "/hang").count();
+    assert_eq!(in_flight, 16, "the hanging endpoint holds half the slots, no more");
 }

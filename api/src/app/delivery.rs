@@ -7,6 +7,7 @@
 //! UPDATE SKIP LOCKED` on PostgreSQL). Nothing here runs on a request's path: ingestion, quotes and invoice runs
 //! only write their events, in their own transactions.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use super::service::{Outcome, Service};
 use super::webhooks::{new_event, text, WebhookSettings};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::store::{AfterAttempt, AttemptRow, Attempted, ClaimedDelivery, RenderFn};
+use crate::store::{AfterAttempt, AttemptRow, Attempted, ClaimLimits, ClaimedDelivery, RenderFn};
 use crate::time::micros;
 
 /// The delays before each attempt after the first failure: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
@@ -78,11 +79,13 @@ impl Service {
         tokio::join!(Arc::clone(&self).send_due(done), self.record(results));
     }
 
-    /// Dispatches new events and sends due deliveries, at most `concurrency` at once; each attempt's result goes to
-    /// the recorder with its permit, so an attempt counts as in flight until it is recorded.
+    /// Dispatches new events and sends due deliveries, at most `concurrency` at once and half of that to one
+    /// endpoint (a dead endpoint holding attempts until their timeout leaves the other half to the others); each
+    /// attempt's result goes to the recorder with its slot, so an attempt counts as in flight until it is recorded.
     async fn send_due(self: Arc<Self>, done: Results) {
         let settings = self.webhooks.clone();
         let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+        let busy: Busy = Arc::default();
         let render: RenderFn = {
             let service = Arc::clone(&self);
             Arc::new(move |event, invoice| {
@@ -102,17 +105,22 @@ impl Service {
             let mut claimed = 0;
             if free > 0 {
                 let lease_until = now + lease_micros(&settings);
-                let limit = i64::try_from(free).unwrap_or(i64::MAX);
-                match self.store.claim_deliveries(now, lease_until, limit).await {
+                let limits = ClaimLimits {
+                    total: free,
+                    per_endpoint: (settings.concurrency / 2).max(1),
+                    busy: busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+                };
+                match self.store.claim_deliveries(now, lease_until, &limits).await {
                     Ok(batch) => {
                         claimed = batch.len();
                         for delivery in batch {
                             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+                            let slot = Slot::take(permit, &busy, &delivery.endpoint.id);
                             let (service, done) = (Arc::clone(&self), done.clone());
                             tokio::spawn(async move {
                                 match service.attempt(delivery).await {
                                     Ok(attempted) => {
-                                        let _ = done.send((attempted, permit));
+                                        let _ = done.send((attempted, slot));
                                     }
                                     Err(e) => tracing::warn!("webhook attempt not made: {e}"),
                                 }
@@ -133,10 +141,7 @@ impl Service {
     /// Records attempts as they finish, many per transaction (on SQLite, one write transaction per attempt took
     /// the database's write lock thousands of times a second, from ingestion). A batch that cannot be recorded is
     /// logged: its deliveries' leases run out and they are sent again.
-    async fn record(
-        &self,
-        mut results: tokio::sync::mpsc::UnboundedReceiver<(Attempted, OwnedSemaphorePermit)>,
-    ) {
+    async fn record(&self, mut results: tokio::sync::mpsc::UnboundedReceiver<(Attempted, Slot)>) {
         let mut batch = Vec::new();
         while results.recv_many(&mut batch, RECORDED_AT_ONCE).await > 0 {
             let attempts: Vec<Attempted> = batch.iter().map(|(a, _)| a.clone()).collect();
@@ -215,11 +220,46 @@ impl Service {
     }
 }
 
+/// Attempts in flight, by endpoint.
+type Busy = Arc<std::sync::Mutex<BTreeMap<String, usize>>>;
+
+/// An attempt's place: a permit of the worker's concurrency and one of its endpoint's share, both given back when
+/// the attempt is recorded (dropped).
+#[derive(Debug)]
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    busy: Busy,
+    endpoint: String,
+}
+
+impl Slot {
+    fn take(permit: OwnedSemaphorePermit, busy: &Busy, endpoint: &str) -> Slot {
+        *busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(endpoint.to_owned())
+            .or_insert(0) += 1;
+        Slot { _permit: permit, busy: Arc::clone(busy), endpoint: endpoint.to_owned() }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut busy = self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = busy.get_mut(&self.endpoint) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                busy.remove(&self.endpoint);
+            }
+        }
+    }
+}
+
 /// Attempts recorded per transaction, at most.
 const RECORDED_AT_ONCE: usize = 256;
 
 /// Where attempts go to be recorded, each with the permit that keeps it counted as in flight.
-type Results = tokio::sync::mpsc::UnboundedSender<(Attempted, OwnedSemaphorePermit)>;
+type Results = tokio::sync::mpsc::UnboundedSender<(Attempted, Slot)>;
 
 /// How long a delivery stays leased: longer than an attempt can take (twice the timeout and ten seconds), so a
 /// lease runs out only when its worker is gone.

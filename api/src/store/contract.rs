@@ -10,7 +10,8 @@ use crate::store::types::{
     NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
-    Attempted, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent, RenderFn,
+    Attempted, ClaimLimits, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
+    OutboxEvent, RenderFn,
 };
 
 /// Where storage keeps tally's state. Object-safe, so the service holds an `Arc<dyn Store>`.
@@ -232,13 +233,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// ones): freezes each invoice event's data with `render` and makes one delivery per enabled endpoint that
     /// subscribes to its type and existed when it was made. How many events it dispatched.
     async fn dispatch_events(&self, now: i64, render: &RenderFn) -> StoreResult<usize>;
-    /// Leases up to `limit` due deliveries of enabled endpoints until `lease_until` (concurrent workers take
-    /// different ones; a lease that runs out makes its delivery claimable again).
+    /// Leases due deliveries of enabled endpoints until `lease_until`, oldest due first, within `limits` (in all, and
+    /// per endpoint counting those in flight); concurrent workers take different ones; a lease that runs out makes
+    /// its delivery claimable again.
     async fn claim_deliveries(
         &self,
         now: i64,
         lease_until: i64,
-        limit: i64,
+        limits: &ClaimLimits,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Records attempts and what follows each, in one transaction (a state moves only under its attempt's lease);
     /// with `disable`, an endpoint failing for at least that many micros is disabled and the event stored, in the

@@ -152,6 +152,18 @@ pub struct ClaimedDelivery {
     pub lease: String,
 }
 
+/// How many deliveries a claim may take: in all, and per endpoint counting those already in flight (so one slow or
+/// dead endpoint cannot hold every slot of a worker).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimLimits {
+    /// In all.
+    pub total: usize,
+    /// Per endpoint, in flight included.
+    pub per_endpoint: usize,
+    /// In flight now, by endpoint.
+    pub busy: std::collections::BTreeMap<String, usize>,
+}
+
 /// What follows an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterAttempt {

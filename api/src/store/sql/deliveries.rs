@@ -7,7 +7,7 @@ use crate::store::error::{corrupt, StoreResult};
 use crate::store::sql::webhooks::{endpoint_row, ENDPOINT_COLUMNS, EVENT_COLUMNS};
 use crate::store::sql::SqlStore;
 use crate::store::webhooks::{
-    AfterAttempt, AttemptRow, Attempted, ClaimedDelivery, DeliveryRow, NewOutboxEvent,
+    AfterAttempt, AttemptRow, Attempted, ClaimLimits, ClaimedDelivery, DeliveryRow, NewOutboxEvent,
 };
 
 const DELIVERY_COLUMNS: &str = "seq, id, event_id, endpoint_id, state, attempts, next_attempt_at, created_at";
@@ -35,7 +35,7 @@ where
         &self,
         now: i64,
         lease_until: i64,
-        limit: i64,
+        limits: &ClaimLimits,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         // A plain read first: idle workers never take SQLite's write lock from ingestion.
         let any: Option<String> = sqlx::query_scalar(
@@ -51,13 +51,25 @@ where
         let lease = crate::secret::new_id("lease_").map_err(|e| corrupt("randomness", e))?;
         let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
         let sql = format!(
-            "SELECT d.id FROM webhook_deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= $1
+            "SELECT d.id, d.endpoint_id FROM webhook_deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= $1
              AND (d.lease_until IS NULL OR d.lease_until < $1)
              AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.enabled = 1)
              ORDER BY d.next_attempt_at, d.event_seq LIMIT $2{}",
             B::SKIP_LOCKED
         );
-        let ids: Vec<String> = sqlx::query_scalar(&sql).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+        // Candidates, four times as many as wanted, taken in order while their endpoint has room.
+        let candidates = i64::try_from(limits.total.saturating_mul(4).min(2_000)).unwrap_or(2_000);
+        let rows = sqlx::query(&sql).bind(now).bind(candidates).fetch_all(&mut *tx).await?;
+        let mut taken = limits.busy.clone();
+        let mut ids: Vec<String> = Vec::new();
+        for r in &rows {
+            let endpoint: String = r.try_get("endpoint_id")?;
+            let busy = taken.entry(endpoint).or_insert(0);
+            if ids.len() < limits.total && *busy < limits.per_endpoint {
+                *busy += 1;
+                ids.push(r.try_get("id")?);
+            }
+        }
         if ids.is_empty() {
             return Ok(Vec::new());
         }

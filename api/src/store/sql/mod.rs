@@ -31,7 +31,8 @@ use crate::store::types::{
     NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
-    Attempted, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent, OutboxEvent, RenderFn,
+    Attempted, ClaimLimits, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
+    OutboxEvent, RenderFn,
 };
 
 /// The store on SQLite.
@@ -564,9 +565,9 @@ where
         &self,
         now: i64,
         lease_until: i64,
-        limit: i64,
+        limits: &ClaimLimits,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
-        self.write_lease(now, lease_until, limit).await
+        self.write_lease(now, lease_until, limits).await
     }
 
     async fn record_attempts(&self, batch: &[Attempted]) -> StoreResult<Vec<bool>> {
