@@ -20,19 +20,20 @@ pub struct NewOutboxEvent {
 }
 
 impl NewOutboxEvent {
-    /// An event of an invoice's step, its data left to the dispatcher.
-    ///
-    /// # Errors
-    /// When there is no randomness for its id.
-    pub fn invoice(kind: &str, customer_id: &str, invoice_id: &str, at: i64) -> Result<Self, String> {
-        Ok(NewOutboxEvent {
-            id: crate::secret::new_id("evt_")?,
+    /// An event of an invoice's step, its data left to the dispatcher. Its id is the invoice's and the step's
+    /// (`evt_in_….created`): each step happens once to an invoice, so the id is unique without drawing randomness
+    /// for each of an invoice run's events.
+    #[must_use]
+    pub fn invoice(kind: &str, customer_id: &str, invoice_id: &str, at: i64) -> Self {
+        let step = kind.strip_prefix("invoice.").unwrap_or(kind);
+        NewOutboxEvent {
+            id: format!("evt_{invoice_id}.{step}"),
             kind: kind.to_owned(),
             customer_id: Some(customer_id.to_owned()),
             data: None,
             invoice_id: Some(invoice_id.to_owned()),
             created_at: at,
-        })
+        }
     }
 }
 

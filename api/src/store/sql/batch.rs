@@ -137,6 +137,32 @@ where
             }
             statements.push((sql, args));
         }
+        // Their events (`invoice.created`, and `invoice.issued` when issued), built here with the rest.
+        for chunk in priced.chunks(INVOICES_PER_STATEMENT) {
+            let events = chunk.iter().flat_map(|p| {
+                let i = &p.invoice;
+                let issued = (i.status == "issued").then_some("invoice.issued");
+                std::iter::once("invoice.created")
+                    .chain(issued)
+                    .map(|kind| NewOutboxEvent::invoice(kind, &i.customer_id, &i.id, i.created_at))
+            });
+            let events: Vec<NewOutboxEvent> = events.collect();
+            let rows: Vec<String> = (0..events.len()).map(|i| B::params(i * 5, 5)).collect();
+            let sql = format!(
+                "INSERT INTO outbox_events (id, type, customer_id, invoice_id, created_at) VALUES {}",
+                rows.join(",")
+            );
+            let mut args = <B::Db as sqlx::Database>::Arguments::<'static>::default();
+            args.reserve(events.len() * 5, 0);
+            for e in events {
+                args.add(e.id).map_err(bad)?;
+                args.add(e.kind).map_err(bad)?;
+                args.add(e.customer_id).map_err(bad)?;
+                args.add(e.invoice_id).map_err(bad)?;
+                args.add(e.created_at).map_err(bad)?;
+            }
+            statements.push((sql, args));
+        }
         // The periods close with their invoices: each customer's open period moves on, in the same
         // transaction.
         for chunk in priced.chunks(IN_LIST) {
@@ -193,7 +219,6 @@ where
         for (sql, args) in statements {
             sqlx::query_with(&sql, B::arguments(args)).execute(&mut **tx).await?;
         }
-        Self::put_invoice_events(tx, &priced, now).await?;
         for p in &priced {
             for e in &p.consumption {
                 sqlx::query(
@@ -226,29 +251,6 @@ where
         done.invoiced += priced.len();
         done.failed += failures.len();
         Ok(())
-    }
-
-    /// The invoices' events: each created, and issued when the run issues.
-    async fn put_invoice_events(
-        tx: &mut sqlx::Transaction<'static, B::Db>,
-        priced: &[PricedInvoice],
-        now: i64,
-    ) -> StoreResult<()> {
-        let mut events = Vec::with_capacity(priced.len());
-        for p in priced {
-            let i = &p.invoice;
-            let randomness = |e| corrupt("randomness", e);
-            events.push(
-                NewOutboxEvent::invoice("invoice.created", &i.customer_id, &i.id, now).map_err(randomness)?,
-            );
-            if i.status == "issued" {
-                events.push(
-                    NewOutboxEvent::invoice("invoice.issued", &i.customer_id, &i.id, now)
-                        .map_err(randomness)?,
-                );
-            }
-        }
-        Self::put_events(tx, &events).await
     }
 
     /// The pricing thread of a batch: it reads documents from the returned sender and answers each with its priced

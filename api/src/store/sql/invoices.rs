@@ -85,8 +85,7 @@ where
             InvoiceAction::Pay => "invoice.paid",
             InvoiceAction::Void => "invoice.voided",
         };
-        let event = NewOutboxEvent::invoice(kind, &invoice.customer_id, id, now)
-            .map_err(|e| corrupt("randomness", e))?;
+        let event = NewOutboxEvent::invoice(kind, &invoice.customer_id, id, now);
         Self::put_events(&mut tx, &[event]).await?;
         tx.commit().await?;
         Ok(Transition::Done(Box::new(invoice)))
