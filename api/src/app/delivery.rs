@@ -92,6 +92,7 @@ impl Service {
                 service.render_invoice_event(&event.kind, invoice).map_err(|e| e.to_string())
             })
         };
+        let mut idle = settings.poll;
         loop {
             let now = micros(self.now());
             let dispatched = match self.store.dispatch_events(now, &render).await {
@@ -130,8 +131,13 @@ impl Service {
                     Err(e) => tracing::warn!("webhook claim failed (tried again shortly): {e}"),
                 }
             }
+            if dispatched > 0 || claimed > 0 {
+                idle = settings.poll;
+            }
             if dispatched == 0 && claimed == 0 {
-                tokio::time::sleep(settings.poll).await;
+                // Idle: look again after `poll`, then less often, up to five times `poll` (0.2 s → 1 s).
+                tokio::time::sleep(idle).await;
+                idle = (idle * 2).min(settings.poll * 5);
             } else if permits.available_permits() == 0 {
                 let _ = tokio::time::timeout(settings.poll, permits.acquire()).await;
             }

@@ -115,7 +115,7 @@ pub struct WebhookSettings {
     pub timeout: std::time::Duration,
     /// Attempts in flight at once, per instance.
     pub concurrency: usize,
-    /// How often an idle worker looks for work.
+    /// How soon an idle worker looks for work again (then less and less often, up to five times this).
     pub poll: std::time::Duration,
 }
 
