@@ -125,6 +125,35 @@ impl PageQuery {
             },
         }
     }
+
+    /// The cursor of a list paged newest first by sequence number: the `seq` the previous page ended at.
+    pub(super) fn before(&self) -> ApiResult<Option<i64>> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                c.parse::<i64>().map_err(|_| {
+                    ApiError::invalid(vec![billing_core::Issue::new(
+                        "cursor",
+                        "is not a cursor this list gave",
+                    )])
+                })
+            })
+            .transpose()
+    }
+}
+
+/// A page of a list paged newest first by sequence number, from the rows read for it (`limit` + 1 asked for: one
+/// more than fits says there is a next page, which starts after the last row shown).
+pub(super) fn page_before<R, T: Serialize>(
+    rows: &[R],
+    limit: usize,
+    seq: impl Fn(&R) -> i64,
+    view: impl Fn(&R) -> ApiResult<T>,
+) -> ApiResult<Page<T>> {
+    let next_cursor =
+        (rows.len() > limit).then(|| rows.get(limit.saturating_sub(1)).map(|r| seq(r).to_string())).flatten();
+    let data = rows.iter().take(limit).map(view).collect::<ApiResult<_>>()?;
+    Ok(Page { data, next_cursor })
 }
 
 /// The query string as `T`, with axum's parser (serde_urlencoded); a query it cannot read is 422 in the API's shape.

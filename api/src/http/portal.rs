@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::{Admin, CustomerScope};
-use super::error::{ApiError, ApiResult};
-use super::extract::{Id, PageQuery, Q};
+use super::error::ApiResult;
+use super::extract::{page_before, Id, PageQuery, Q};
 use super::idempotency::shown_once;
 use super::state::AppState;
 use super::views::{LimitChange, Page, PortalSession};
@@ -50,15 +50,6 @@ pub(super) async fn limit_history(
     Q(q): Q<PageQuery>,
 ) -> ApiResult<Json<Page<LimitChange>>> {
     let limit = q.limit()?;
-    let before = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::invalid(vec![billing_core::Issue::new("cursor", "is not a cursor this list gave")])
-        })?),
-    };
-    let rows = state.service.limit_history(&id, before, i64::try_from(limit + 1).unwrap_or(501)).await?;
-    let more = rows.len() > limit;
-    let data = rows.iter().take(limit).map(LimitChange::of).collect::<ApiResult<_>>()?;
-    let next_cursor = more.then(|| rows[limit - 1].seq.to_string());
-    Ok(Json(Page { data, next_cursor }))
+    let rows = state.service.limit_history(&id, q.before()?, i64::try_from(limit + 1).unwrap_or(501)).await?;
+    Ok(Json(page_before(&rows, limit, |c| c.seq, LimitChange::of)?))
 }

@@ -8,8 +8,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::auth::Admin;
-use super::error::{ApiError, ApiResult};
-use super::extract::{json_body, page, Body, Id, PageQuery, Q};
+use super::error::ApiResult;
+use super::extract::{json_body, page, page_before, Body, Id, PageQuery, Q};
 use super::idempotency::shown_once;
 use super::state::AppState;
 use super::views::{Deleted, Delivery, Endpoint, Event, Page};
@@ -116,18 +116,6 @@ pub(super) async fn rotate_secret(
     Ok(shown_once(Json(Endpoint::of(&endpoint, true)?).into_response(), &["secret"]))
 }
 
-/// A `seq` cursor of a list paged newest first.
-fn before(q: &PageQuery) -> ApiResult<Option<i64>> {
-    q.cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::invalid(vec![billing_core::Issue::new("cursor", "is not a cursor this list gave")])
-            })
-        })
-        .transpose()
-}
-
 pub(super) async fn deliveries(
     State(state): State<AppState>,
     _: Admin,
@@ -135,10 +123,8 @@ pub(super) async fn deliveries(
     Q(q): Q<PageQuery>,
 ) -> ApiResult<Json<Page<Delivery>>> {
     let limit = q.limit()?;
-    let rows = state.service.deliveries(&id, before(&q)?, i64::try_from(limit + 1).unwrap_or(501)).await?;
-    let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].seq.to_string());
-    let data = rows.iter().take(limit).map(Delivery::of).collect::<ApiResult<_>>()?;
-    Ok(Json(Page { data, next_cursor }))
+    let rows = state.service.deliveries(&id, q.before()?, i64::try_from(limit + 1).unwrap_or(501)).await?;
+    Ok(Json(page_before(&rows, limit, |d| d.seq, Delivery::of)?))
 }
 
 pub(super) async fn retry_delivery(
@@ -168,10 +154,8 @@ pub(super) async fn events(
     let limit = paging.limit()?;
     let filter = EventFilter { kind: q.kind, customer_id: q.customer_id };
     let rows =
-        state.service.events(&filter, before(&paging)?, i64::try_from(limit + 1).unwrap_or(501)).await?;
-    let next_cursor = (rows.len() > limit).then(|| rows[limit - 1].seq.to_string());
-    let data = rows.iter().take(limit).map(Event::of).collect::<ApiResult<_>>()?;
-    Ok(Json(Page { data, next_cursor }))
+        state.service.events(&filter, paging.before()?, i64::try_from(limit + 1).unwrap_or(501)).await?;
+    Ok(Json(page_before(&rows, limit, |e| e.seq, Event::of)?))
 }
 
 pub(super) async fn event(State(state): State<AppState>, _: Admin, Id(id): Id) -> ApiResult<Json<Event>> {
