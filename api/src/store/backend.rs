@@ -11,6 +11,8 @@
 //! - the claim of a batch of due customers and the read of what pricing needs: one statement under SQLite's write
 //!   lock; two on PostgreSQL, `FOR UPDATE SKIP LOCKED` first, then a read whose snapshot sees every row the locks
 //!   waited for (`due.rs` holds both texts);
+//! - the claims webhook workers share (undispatched events, due deliveries): `FOR UPDATE SKIP LOCKED` on PostgreSQL,
+//!   so instances take different rows; nothing on SQLite, one process under its write lock;
 //! - the bulk insert of events: on PostgreSQL the open periods are read under a shared lock before the insert, on
 //!   SQLite the write lock taken by `BEGIN IMMEDIATE` already orders it (`lock_first`);
 //! - the migrations (each database's own DDL, compiled in).
