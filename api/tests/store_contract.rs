@@ -1009,3 +1009,50 @@ async fn the_time_a_total_was_reached_is_the_naive_running_sum() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_endpoint_is_replaced_only_as_it_was_read_and_its_run_of_failures_is_the_workers() {
+    on_every_store(|s| async move {
+        let endpoint = api::store::EndpointRow {
+            id: "we_1".into(),
+            url: "https://hooks.example.com/".into(),
+            description: None,
+            event_types: vec!["*".into()],
+            enabled: true,
+            secret: "whsec_AAAA".into(),
+            previous_secret: None,
+            previous_until: None,
+            failing_since: Some(5),
+            disabled_reason: None,
+            created_at: 10,
+            updated_at: 10,
+        };
+        assert!(s.put_endpoint(&endpoint, None).await.unwrap());
+        assert!(!s.put_endpoint(&endpoint, None).await.unwrap(), "the id is taken");
+        let changed = api::store::EndpointRow {
+            description: Some("ops".into()),
+            failing_since: Some(999),
+            updated_at: 11,
+            ..endpoint.clone()
+        };
+        assert!(
+            !s.put_endpoint(&changed, Some(9)).await.unwrap(),
+            "not the version read: nothing is overwritten"
+        );
+        assert!(s.put_endpoint(&changed, Some(10)).await.unwrap());
+        assert!(
+            !s.put_endpoint(&changed, Some(10)).await.unwrap(),
+            "a second change from the same read conflicts"
+        );
+        let stored = s.endpoints(Some("we_1")).await.unwrap().remove(0);
+        assert_eq!((stored.description.as_deref(), stored.updated_at), (Some("ops"), 11));
+        assert_eq!(stored.failing_since, Some(5), "a change never writes the run of failures back");
+        let enabled = api::store::EndpointRow { failing_since: None, updated_at: 12, ..stored };
+        assert!(s.put_endpoint(&enabled, Some(11)).await.unwrap());
+        assert_eq!(s.endpoints(Some("we_1")).await.unwrap()[0].failing_since, None, "re-enabling clears it");
+        assert!(s.endpoints(Some("we_2")).await.unwrap().is_empty());
+        assert!(!s.delete_endpoint("we_2").await.unwrap());
+        assert!(s.delete_endpoint("we_1").await.unwrap());
+    })
+    .await;
+}

@@ -120,7 +120,7 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        if !self.store.put_endpoint(&endpoint, true).await? {
+        if !self.store.put_endpoint(&endpoint, None).await? {
             return Err(Failure::Conflict("an endpoint with that id exists".into()));
         }
         Ok(endpoint)
@@ -145,9 +145,10 @@ impl Service {
     /// Changes an endpoint. Enabling it again clears why it was disabled and its run of failures.
     ///
     /// # Errors
-    /// `NotFound`; `Invalid` as for a new one.
+    /// `NotFound`; `Invalid` as for a new one; `Conflict` when it changed meanwhile (nothing is overwritten).
     pub async fn change_endpoint(&self, id: &str, change: EndpointChange) -> Outcome<EndpointRow> {
         let mut endpoint = self.endpoint(id).await?;
+        let read_at = endpoint.updated_at;
         if let Some(url) = change.url {
             self.check_url(&url)?;
             endpoint.url = url;
@@ -166,28 +167,36 @@ impl Service {
             }
             endpoint.enabled = enabled;
         }
-        endpoint.updated_at = micros(self.now());
-        if !self.store.put_endpoint(&endpoint, false).await? {
-            return Err(Failure::NotFound("webhook endpoint"));
+        self.replace_endpoint(endpoint, read_at).await
+    }
+
+    /// Stores a changed endpoint over the one read at `read_at`, its `updated_at` moved on.
+    ///
+    /// # Errors
+    /// `NotFound` when it is gone; `Conflict` when it changed since it was read.
+    async fn replace_endpoint(&self, mut endpoint: EndpointRow, read_at: i64) -> Outcome<EndpointRow> {
+        // Strictly later than the version read, so the next change can tell them apart.
+        endpoint.updated_at = micros(self.now()).max(read_at + 1);
+        if self.store.put_endpoint(&endpoint, Some(read_at)).await? {
+            return Ok(endpoint);
         }
-        Ok(endpoint)
+        self.endpoint(&endpoint.id).await?;
+        Err(Failure::Conflict(
+            "the endpoint changed while this change was made: read it again, then retry".into(),
+        ))
     }
 
     /// A new signing secret (answered once, here); the old one keeps signing beside it for a day.
     ///
     /// # Errors
-    /// `NotFound`.
+    /// `NotFound`; `Conflict` when it changed meanwhile.
     pub async fn rotate_endpoint_secret(&self, id: &str) -> Outcome<EndpointRow> {
         let mut endpoint = self.endpoint(id).await?;
-        let now = micros(self.now());
+        let read_at = endpoint.updated_at;
         let new = crate::signature::new_secret().map_err(Failure::Internal)?;
         endpoint.previous_secret = Some(std::mem::replace(&mut endpoint.secret, new));
-        endpoint.previous_until = Some(now + ROTATION_OVERLAP_MICROS);
-        endpoint.updated_at = now;
-        if !self.store.put_endpoint(&endpoint, false).await? {
-            return Err(Failure::NotFound("webhook endpoint"));
-        }
-        Ok(endpoint)
+        endpoint.previous_until = Some(micros(self.now()) + ROTATION_OVERLAP_MICROS);
+        self.replace_endpoint(endpoint, read_at).await
     }
 
     /// Deletes an endpoint and its pending deliveries.

@@ -222,9 +222,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Vec<OutboxEvent>>;
     /// An event by id.
     async fn outbox_event(&self, id: &str) -> StoreResult<Option<OutboxEvent>>;
-    /// Stores a new endpoint (`false` when its id is taken) or, with `insert` false, replaces one (`false` when
-    /// there is none).
-    async fn put_endpoint(&self, endpoint: &EndpointRow, insert: bool) -> StoreResult<bool>;
+    /// Stores a new endpoint (`replaces` `None`; `false` when its id is taken), or replaces the one whose
+    /// `updated_at` is `replaces` (`false` when there is none: gone, or changed since it was read). Its run of
+    /// failures is left to the workers, except that a replacement with `failing_since` `None` clears it.
+    async fn put_endpoint(&self, endpoint: &EndpointRow, replaces: Option<i64>) -> StoreResult<bool>;
     /// Every endpoint, or the one with id `id`.
     async fn endpoints(&self, id: Option<&str>) -> StoreResult<Vec<EndpointRow>>;
     /// Deletes an endpoint and its pending deliveries; whether it existed.

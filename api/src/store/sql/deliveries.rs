@@ -28,9 +28,10 @@ where
     for<'s> &'s str: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
     usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
 {
-    /// Leases up to `limit` due deliveries of enabled endpoints (due first, then in event order) until
-    /// `lease_until`, in one transaction: concurrent workers take different ones (PostgreSQL: `SKIP LOCKED`;
-    /// SQLite: its write lock), and a delivery stays leased until its attempt is recorded or the lease runs out.
+    /// Leases due deliveries of enabled endpoints (due first, then in event order) until `lease_until`, within
+    /// `limits` (in all, and per endpoint counting those in flight), in one transaction: concurrent workers take
+    /// different ones (PostgreSQL: `SKIP LOCKED`; SQLite: its write lock), and a delivery stays leased until its
+    /// attempt is recorded or the lease runs out.
     pub(super) async fn write_lease(
         &self,
         now: i64,
@@ -109,7 +110,7 @@ where
             query = query.bind(id.as_str());
         }
         let rows = query.fetch_all(&self.pool).await?;
-        let endpoints: Vec<String> =
+        let endpoints: std::collections::BTreeSet<String> =
             rows.iter().map(|r| r.try_get("endpoint_id")).collect::<Result<_, _>>()?;
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id IN {}",
@@ -246,7 +247,8 @@ where
         let mut disabled = false;
         if let (false, Some((after_micros, event))) = (succeeded, disable) {
             let done = sqlx::query(
-                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = 'failing', updated_at = $1
+                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = 'failing',
+                 updated_at = CASE WHEN updated_at >= $1 THEN updated_at + 1 ELSE $1 END
                  WHERE id = $2 AND enabled = 1 AND failing_since <= $3",
             )
             .bind(at)

@@ -545,8 +545,8 @@ where
         self.read_event(id).await
     }
 
-    async fn put_endpoint(&self, endpoint: &EndpointRow, insert: bool) -> StoreResult<bool> {
-        self.write_endpoint(endpoint, insert).await
+    async fn put_endpoint(&self, endpoint: &EndpointRow, replaces: Option<i64>) -> StoreResult<bool> {
+        self.write_endpoint(endpoint, replaces).await
     }
 
     async fn endpoints(&self, id: Option<&str>) -> StoreResult<Vec<EndpointRow>> {

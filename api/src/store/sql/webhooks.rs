@@ -135,31 +135,53 @@ where
         row.as_ref().map(event_row).transpose()
     }
 
-    pub(super) async fn write_endpoint(&self, e: &EndpointRow, insert: bool) -> StoreResult<bool> {
+    pub(super) async fn write_endpoint(&self, e: &EndpointRow, replaces: Option<i64>) -> StoreResult<bool> {
         let types = serde_json::to_string(&e.event_types).map_err(|x| corrupt("event types", x))?;
-        let sql = if insert {
-            format!("INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES {}", B::params(0, 12))
-        } else {
-            "UPDATE webhook_endpoints SET url = $2, description = $3, event_types = $4, enabled = $5, secret = $6,
-             previous_secret = $7, previous_until = $8, failing_since = $9, disabled_reason = $10,
-             created_at = $11, updated_at = $12 WHERE id = $1"
-                .to_owned()
+        let Some(read_at) = replaces else {
+            let sql = format!(
+                "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
+                B::params(0, 12)
+            );
+            let done = sqlx::query(&sql)
+                .bind(e.id.as_str())
+                .bind(e.url.as_str())
+                .bind(e.description.as_deref())
+                .bind(types)
+                .bind(i64::from(e.enabled))
+                .bind(e.secret.as_str())
+                .bind(e.previous_secret.as_deref())
+                .bind(e.previous_until)
+                .bind(e.failing_since)
+                .bind(e.disabled_reason.as_deref())
+                .bind(e.created_at)
+                .bind(e.updated_at)
+                .execute(&self.pool)
+                .await?;
+            return Ok(B::rows_affected(&done) == 1);
         };
-        let done = sqlx::query(&sql)
-            .bind(e.id.as_str())
-            .bind(e.url.as_str())
-            .bind(e.description.as_deref())
-            .bind(types)
-            .bind(i64::from(e.enabled))
-            .bind(e.secret.as_str())
-            .bind(e.previous_secret.as_deref())
-            .bind(e.previous_until)
-            .bind(e.failing_since)
-            .bind(e.disabled_reason.as_deref())
-            .bind(e.created_at)
-            .bind(e.updated_at)
-            .execute(&self.pool)
-            .await?;
+        // Only the row as it was read (its `updated_at`): a change made meanwhile — another admin's, or the worker
+        // disabling it — is never overwritten. The run of failures is the workers'; a change clears it (when
+        // `failing_since` is given as NULL: re-enabling) but never writes an old value back.
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, enabled = $4, secret = $5,
+             previous_secret = $6, previous_until = $7, disabled_reason = $8, updated_at = $9,
+             failing_since = CASE WHEN $10 = 1 THEN NULL ELSE failing_since END
+             WHERE id = $11 AND updated_at = $12",
+        )
+        .bind(e.url.as_str())
+        .bind(e.description.as_deref())
+        .bind(types)
+        .bind(i64::from(e.enabled))
+        .bind(e.secret.as_str())
+        .bind(e.previous_secret.as_deref())
+        .bind(e.previous_until)
+        .bind(e.disabled_reason.as_deref())
+        .bind(e.updated_at)
+        .bind(i64::from(e.failing_since.is_none()))
+        .bind(e.id.as_str())
+        .bind(read_at)
+        .execute(&self.pool)
+        .await?;
         Ok(B::rows_affected(&done) == 1)
     }
 
