@@ -9,7 +9,7 @@ Webhooks specification that is not tally's (the `standardwebhooks` package from 
   tally's retry schedule. `--slow` delays every answer.
 - `POST /secrets`: `{"<name>": "whsec_…"}` (the secrets tally answered once).
 - `GET /stats`: per endpoint, the delivered ids (answered 2xx in time), requests, refusals, hangs, signatures that
-  did not verify, requests for a message already in flight at that endpoint (`overlaps`: an attempt made twice at
+  did not verify, requests being handled now (`in_flight`), requests for a message already in flight at that endpoint (`overlaps`: an attempt made twice at
   once), per-id request counts, and whether every delivery of an id had the same body.
 
 Prints `listening on PORT` when ready. Usage: receiver.py [--port 0] [--fail-rate 0.5] [--hang-rate 0.01]
@@ -68,7 +68,8 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             out = {name: {"delivered": sorted(s["delivered"]), "requests": s["requests"], "refused": s["refused"],
                           "hangs": s["hangs"], "bad_signature": s["bad_signature"], "overlaps": s["overlaps"],
-                          "per_id": s["per_id"], "same_body": s["same_body"], "errors": s["errors"][:5]}
+                          "per_id": s["per_id"], "same_body": s["same_body"], "errors": s["errors"][:5],
+                          "in_flight": len(s["in_flight"])}
                    for name, s in state.items()}
         self.answer(200, json.dumps(out).encode())
 
