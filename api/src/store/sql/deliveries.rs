@@ -148,8 +148,9 @@ where
     /// Records attempts and what follows each, in one transaction (a worker's results, gathered: one write
     /// transaction for many attempts). Per attempt: the delivery's state moves only while the attempt's lease is still
     /// held; the endpoint's run of failures starts or ends; and when `disable` is given and the endpoint has been
-    /// failing for at least its micros, the endpoint is disabled and its event stored. Rows are locked in endpoint
-    /// order, so two instances recording at once never deadlock. Per attempt, whether its endpoint was disabled.
+    /// failing for at least its micros, the endpoint is disabled and its event stored. Endpoints are locked first, in
+    /// id order, then deliveries: the order every waiting writer takes them in (two recorders, a deletion), so none
+    /// deadlocks. Per attempt, whether its endpoint was disabled.
     pub(super) async fn write_attempts(&self, batch: &[Attempted]) -> StoreResult<Vec<bool>> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by(|a, b| {
@@ -157,6 +158,22 @@ where
             key(*a).cmp(&key(*b))
         });
         let mut tx = self.pool.begin_with(B::BEGIN_WRITE).await?;
+        // The endpoints first, in id order, as deleting one does (endpoint, then its deliveries): every transaction
+        // that waits for both kinds of row takes them in that order, so none waits in a circle.
+        let endpoints: std::collections::BTreeSet<&str> =
+            batch.iter().map(|a| a.claimed.endpoint.id.as_str()).collect();
+        if !B::UPDATE_LOCK.is_empty() {
+            let sql = format!(
+                "SELECT id FROM webhook_endpoints WHERE id IN {} ORDER BY id{}",
+                B::params(0, endpoints.len()),
+                B::UPDATE_LOCK
+            );
+            let mut query = sqlx::query(&sql);
+            for id in &endpoints {
+                query = query.bind(*id);
+            }
+            query.fetch_all(&mut *tx).await?;
+        }
         let mut disabled = vec![false; batch.len()];
         for i in order {
             let a = &batch[i];
