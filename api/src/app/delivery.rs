@@ -15,8 +15,9 @@ use axum::body::Bytes;
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use super::documents::{written, written_at};
 use super::service::{Outcome, Service};
-use super::webhooks::{new_event, text, WebhookSettings};
+use super::webhooks::{new_event, WebhookSettings};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::store::{AfterAttempt, AttemptRow, Attempted, ClaimLimits, ClaimedDelivery, RenderFn};
@@ -59,9 +60,7 @@ fn jitter() -> u16 {
 /// The body delivered: `{"type", "timestamp", "data"}`, the data as frozen.
 #[must_use]
 pub fn body_of(event: &crate::store::NewOutboxEvent) -> String {
-    let timestamp = chrono::DateTime::from_timestamp_micros(event.created_at)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        .unwrap_or_default();
+    let timestamp = written(event.created_at).unwrap_or_default();
     format!(
         "{{\"type\":{},\"timestamp\":{},\"data\":{}}}",
         json!(event.kind),
@@ -215,7 +214,7 @@ impl Service {
             "id": claimed.endpoint.id,
             "url": claimed.endpoint.url,
             "reason": "failing",
-            "disabled_at": text(now)?,
+            "disabled_at": written_at(now),
         });
         let disable = (
             scaled_micros(DISABLE_AFTER_SECONDS, settings.retry_scale, 100),

@@ -8,9 +8,19 @@ use serde_json::Value;
 use super::service::{instant, Failure, Outcome, Service};
 use crate::store::{InvoiceRow, StoreError};
 
-/// An instant as the API writes it: RFC 3339, UTC, `Z`, seconds' fraction only when there is one.
+/// An instant as the API writes it: RFC 3339, UTC, `Z`, seconds' fraction only when there is one (answers, event
+/// data and webhook bodies alike).
+#[must_use]
+pub fn written_at(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// A stored instant (microseconds) as the API writes it.
+///
+/// # Errors
+/// `Store(Corrupt)` for micros out of chrono's range.
 pub fn written(micros: i64) -> Outcome<String> {
-    Ok(instant(micros)?.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    Ok(written_at(instant(micros)?))
 }
 
 fn written_opt(micros: Option<i64>) -> Outcome<Option<String>> {

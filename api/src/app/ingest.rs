@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use super::documents::written_at;
 use super::service::{instant, quantity_micros, Outcome, Service};
-use super::webhooks::{new_event, text};
+use super::webhooks::new_event;
 use crate::store::{AlertRow, CustomerRow, EventOutcome, LimitRow, NewEvent, NewReport};
 use crate::time::micros;
 
@@ -304,7 +305,8 @@ impl Service {
                     threshold: threshold.to_string(),
                     detected_at: micros(now),
                 };
-                let period_text = json!({"start": text(period.start())?, "end": text(period.end())?});
+                let period_text =
+                    json!({"start": written_at(period.start()), "end": written_at(period.end())});
                 let data = json!({
                     "customer_id": customer.id,
                     "product": limit.product,
@@ -313,7 +315,7 @@ impl Service {
                     "amount": bill.currency.round(limit.net_exact_amount, Rounding::HalfAwayFromZero).to_string(),
                     "cap": limit.limit.to_string(),
                     "currency": currency,
-                    "detected_at": text(now)?,
+                    "detected_at": written_at(now),
                 });
                 let mut events = vec![new_event("spend_alert.crossed", Some(&customer.id), &data, now)?];
                 if *threshold >= Decimal::ONE {
@@ -328,7 +330,7 @@ impl Service {
                         "cap": limit.limit.to_string(),
                         "currency": currency,
                         "period": period_text,
-                        "reached_at": text(reached_at.unwrap_or(now))?,
+                        "reached_at": written_at(reached_at.unwrap_or(now)),
                     });
                     events.push(new_event("spend_cap.reached", Some(&customer.id), &data, now)?);
                 }

@@ -28,7 +28,7 @@ pub use billing::{credit_balance, BillingOverview};
 pub use credit::{available_credit, Ledger, LedgerEntry};
 pub use customers::Created;
 pub use delivery::{after_failure, body_of, scaled_micros, DISABLE_AFTER_SECONDS, SCHEDULE_SECONDS};
-pub use documents::{written, InvoiceDocument, PeriodText};
+pub use documents::{written, written_at, InvoiceDocument, PeriodText};
 pub use ingest::{Entry, EntryKind, Ingested, Rejected};
 pub use period::period_request;
 pub use portal::{

@@ -202,14 +202,14 @@ impl Service {
         let counts = RunCounts::of(&done);
         let data = serde_json::json!({
             "id": done.id,
-            "as_of": super::webhooks::text(super::service::instant(done.as_of)?)?,
+            "as_of": super::documents::written(done.as_of)?,
             "issue": done.issue,
             "eligible": counts.eligible,
             "invoiced": counts.invoiced,
             "already_invoiced": counts.already_invoiced,
             "failed": counts.failed,
-            "created_at": super::webhooks::text(super::service::instant(done.created_at)?)?,
-            "finished_at": super::webhooks::text(now)?,
+            "created_at": super::documents::written(done.created_at)?,
+            "finished_at": super::documents::written_at(now),
         });
         let event = super::webhooks::new_event("invoice_run.completed", None, &data, now)?;
         self.store.finish_run(&run.id, micros(now), &event).await?;

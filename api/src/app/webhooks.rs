@@ -312,8 +312,3 @@ pub(super) fn new_event(
         created_at: micros(at),
     })
 }
-
-/// An instant as events write it (as the API does: RFC 3339, UTC, `Z`, seconds' fraction only when there is one).
-pub(super) fn text(at: DateTime<Utc>) -> Outcome<String> {
-    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-}

@@ -16,10 +16,7 @@ use super::error::{ApiError, ApiResult};
 use crate::app::{instant, LedgerEntry, RunCounts, Version};
 use crate::store::{AlertRow, CommitmentRow, CustomerRow, LimitRow, RunRow};
 
-/// An instant as the API writes it: RFC 3339, UTC, `Z`, seconds' fraction only when there is one.
-fn written(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
+use crate::app::written_at as written;
 
 /// A stored instant (microseconds) as the API writes it.
 pub(super) fn rfc3339(micros: i64) -> ApiResult<String> {
