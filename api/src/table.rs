@@ -143,7 +143,7 @@ fn percent(rate: Decimal) -> Decimal {
 }
 
 /// A decimal with thousands separators in its integer part: 7118.40 → 7,118.40.
-fn group(value: Decimal) -> String {
+pub fn group(value: Decimal) -> String {
     let text = value.to_string();
     let (sign, digits) = text.strip_prefix('-').map_or(("", text.as_str()), |rest| ("-", rest));
     let (int, frac) = digits.split_once('.').map_or((digits, None), |(i, f)| (i, Some(f)));

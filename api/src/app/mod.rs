@@ -5,7 +5,8 @@
 //! [`billing_core::compute`]. One [`Service`], its use-cases in one file each, in dependency order: `credit`
 //! (commitments and the ledger) → `period` (the request of a period) → `usage` (the usage view) → `ingest`,
 //! `limits`, `portal` (the customer's billing page); `customers`, `quotes`, `runs` (invoice runs), `lifecycle` (draft → issued → paid | void);
-//! `documents` (an invoice as given out), `webhooks` (events, endpoints) → `delivery` (sending them).
+//! `documents` (an invoice as given out), `webhooks` (events, endpoints) → `delivery` (sending them);
+//! `reprice` (a draft price book tried on every customer) → `preview` (its report).
 
 mod access;
 mod billing;
@@ -18,7 +19,9 @@ mod lifecycle;
 mod limits;
 mod period;
 mod portal;
+mod preview;
 mod quotes;
+mod reprice;
 mod runs;
 mod service;
 mod usage;
@@ -34,6 +37,11 @@ pub use period::period_request;
 pub use portal::{
     csrf_matches, csrf_token, NewPortalSession, OpenedSession, ABSOLUTE_MICROS, IDLE_MICROS, LINK_TTL_MICROS,
 };
+pub use preview::{
+    CapBinds, CustomerPreview, Percentiles, Preview, Problem, ProductChange, ProductMove, Span, Summary,
+    Versions,
+};
+pub use reprice::{PreviewPeriod, PreviewProgress, DEFAULT_TOP, MAX_TOP};
 pub use runs::{RunCounts, RunSettings, DEFAULT_PREFIX};
 pub use service::{from_micros, instant, invalid, quantity_micros, Failure, Outcome, Service, Version};
 pub use usage::{CapTimes, UsageView};

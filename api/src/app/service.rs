@@ -180,6 +180,30 @@ impl Service {
         Ok(service)
     }
 
+    /// A service that only reads a database `tally serve` keeps (migrated, its price books published): nothing is
+    /// published, nothing backfilled. For commands that must write nothing (`tally reprice`).
+    ///
+    /// # Errors
+    /// `InvalidState` when the database holds no price book (not tally's, or never served); storage errors.
+    pub async fn reader(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Outcome<Service> {
+        let fallback = Arc::new(PriceBook::default_book()?);
+        let service = Service {
+            store,
+            clock,
+            versions: RwLock::new(Arc::new(Vec::new())),
+            fallback,
+            webhooks: WebhookSettings::default(),
+        };
+        service.reload_books().await?;
+        if service.versions().is_empty() {
+            return Err(Failure::InvalidState(
+                "the database holds no price book: is it tally's, started once with `tally serve` or `tally migrate`?"
+                    .into(),
+            ));
+        }
+        Ok(service)
+    }
+
     async fn reload_books(&self) -> Outcome<()> {
         let mut versions = Vec::new();
         for stored in self.store.price_books().await? {

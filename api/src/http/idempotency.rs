@@ -35,10 +35,17 @@ pub(super) fn shown_once(mut response: Response, fields: &'static [&'static str]
     response
 }
 
+/// The one POST that writes nothing and whose answer is too large to keep: a key on it is ignored.
+const READ_ONLY_POST: &str = "/v1/price-books/preview";
+
 /// The middleware: claim the key, run the request, store its answer (or release the claim).
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    // Billing-page forms are not API calls: a browser sends no key, and each form carries its session's token.
-    if request.method() != Method::POST || request.extensions().get::<super::auth::Portal>().is_some() {
+    // Billing-page forms are not API calls: a browser sends no key, and each form carries its session's token. A
+    // price preview writes nothing, so there is nothing to do once; and its answer (every customer) is not kept.
+    if request.method() != Method::POST
+        || request.extensions().get::<super::auth::Portal>().is_some()
+        || request.uri().path() == READ_ONLY_POST
+    {
         return next.run(request).await;
     }
     let Some(key) = request.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned)

@@ -57,6 +57,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/v1/price-book", get(price_books::price_book))
         .route("/v1/price-books", get(price_books::price_books).post(price_books::publish_price_book))
+        .route("/v1/price-books/preview", post(price_books::preview_price_book))
         .route("/v1/quotes", post(quotes::quote))
         .route("/v1/commitment-advice", post(quotes::commitment_advice))
         .route("/v1/customers", get(customers::list_customers).post(customers::create_customer))

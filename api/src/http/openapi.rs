@@ -206,12 +206,51 @@ fn parts() -> Parts {
 fn schemas() -> Value {
     let p = parts();
     let mut all = core_schemas(&p);
-    for more in [service_schemas(&p), portal_schemas(), webhook_schemas()] {
+    for more in [service_schemas(&p), portal_schemas(), webhook_schemas(), preview_schemas()] {
         if let (Value::Object(all), Value::Object(more)) = (&mut all, more) {
             all.extend(more);
         }
     }
     all
+}
+
+/// A price preview's request and report (`app::Preview`).
+fn preview_schemas() -> Value {
+    let amount = signed_decimal("at the currency's minor unit");
+    let or_null = |v: &Value| json!({"oneOf": [v.clone(), {"type": "null"}]});
+    let percent = or_null(&signed_decimal("delta / current × 100, 2 places"));
+    let customer = json!({"type": "object", "required": ["customer_id", "invoice_id", "current_total", "draft_total", "delta", "delta_percent", "products", "problem"], "properties": {
+        "customer_id": {"type": "string"}, "invoice_id": {"type": ["string", "null"]}, "current_total": amount.clone(),
+        "draft_total": or_null(&amount), "delta": or_null(&amount), "delta_percent": percent,
+        "products": {"type": "array", "items": {"type": "object", "required": ["product", "current", "draft", "delta", "cap_binds"], "properties": {
+            "product": {"type": "string"}, "current": amount.clone(), "draft": amount.clone(), "delta": amount.clone(),
+            "cap_binds": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["current", "draft"], "properties": {"current": {"type": "boolean"}, "draft": {"type": "boolean"}}}]}}}},
+        "problem": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"enum": ["meter_removed", "addon_removed", "product_removed", "cap_out_of_bounds", "commitment_unavailable", "currency_changed", "overflow", "unpriceable", "current_unpriced"]},
+            "message": {"type": "string"}}}]}}});
+    let count = json!({"type": "integer", "minimum": 0});
+    let percentile = or_null(&signed_decimal("a customer's delta_percent"));
+    json!({
+        "PreviewRequest": {"type": "object", "required": ["price_book"], "additionalProperties": false, "properties": {
+            "price_book": {"$ref": "#/components/schemas/PriceBook"},
+            "period": {"type": ["string", "null"], "pattern": "^([0-9]{4}-[0-9]{2}|open)$", "description": "a month (the invoices whose period starts in it; default: the latest month with invoices) or `open`"},
+            "top": {"type": ["integer", "null"], "minimum": 0, "maximum": crate::app::MAX_TOP}}},
+        "PreviewCustomer": customer,
+        "Preview": {"type": "object", "required": ["period", "price_book_version", "currency", "summary", "customers", "top_increases", "top_decreases"], "properties": {
+            "period": {"$ref": "#/components/schemas/Period"},
+            "price_book_version": {"type": "object", "required": ["current", "draft"], "properties": {"current": {"type": ["string", "null"]}, "draft": {"type": ["string", "null"]}}},
+            "currency": {"type": "string"},
+            "summary": {"type": "object", "required": ["customers", "current_revenue", "draft_revenue", "delta", "more", "less", "same", "unpriceable", "unpriceable_revenue", "delta_percent_percentiles", "caps_changed_outcome", "by_product"], "properties": {
+                "customers": count.clone(), "current_revenue": amount.clone(), "draft_revenue": amount.clone(), "delta": amount.clone(),
+                "more": count.clone(), "less": count.clone(), "same": count.clone(), "unpriceable": count.clone(), "unpriceable_revenue": amount.clone(),
+                "delta_percent_percentiles": {"type": "object", "required": ["p10", "p50", "p90"], "properties": {"p10": percentile.clone(), "p50": percentile.clone(), "p90": percentile}},
+                "caps_changed_outcome": count.clone(),
+                "by_product": {"type": "array", "items": {"type": "object", "required": ["product", "current", "draft", "delta", "customers_moved"], "properties": {
+                    "product": {"type": "string"}, "current": amount.clone(), "draft": amount.clone(), "delta": amount, "customers_moved": count}}}}},
+            "customers": {"type": "array", "items": {"$ref": "#/components/schemas/PreviewCustomer"}},
+            "top_increases": {"type": "array", "items": {"$ref": "#/components/schemas/PreviewCustomer"}},
+            "top_decreases": {"type": "array", "items": {"$ref": "#/components/schemas/PreviewCustomer"}}}}
+    })
 }
 
 /// Events and webhooks'.

@@ -15,7 +15,7 @@ fn instant(micros: i64) -> String {
 
 /// A CSV field, quoted when it needs to be (RFC 4180). A field that a spreadsheet would read as a formula
 /// (`=`, `+`, `-`, `@` first) is quoted with a leading apostrophe, except plain numbers.
-fn field(text: &str) -> String {
+pub fn field(text: &str) -> String {
     let number = text.parse::<rust_decimal::Decimal>().is_ok();
     let formula = !number && text.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let text = if formula { format!("'{text}") } else { text.to_owned() };

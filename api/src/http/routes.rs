@@ -105,6 +105,16 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "post",
+        path: "/v1/price-books/preview",
+        summary: "What a draft price book does to every customer's invoice of a month (or open period): nothing is written",
+        access: Access::Admin,
+        body: Some("PreviewRequest"),
+        ok: (200, "Preview"),
+        also: &[],
+        query: &[],
+    },
+    Operation {
+        method: "post",
         path: "/v1/quotes",
         summary: "Price a request against the version in force (as `tally quote`)",
         access: Access::Public,

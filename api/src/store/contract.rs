@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use crate::store::error::StoreResult;
 use crate::store::types::{
     AlertRow, BatchDone, ClaimCursor, CommitmentRow, CredentialKind, CreditEntry, CustomerRow, DailyUsage,
-    EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, LimitChange, LimitRow, MeterTotal, NewEvent,
-    NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
+    Due, EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, InvoicedPage, LimitChange, LimitRow,
+    MeterTotal, NewEvent, NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
     Attempted, ClaimLimits, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
@@ -167,6 +167,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<InvoiceRow>>;
+    /// The start of the latest period with an invoice that is not void (micros).
+    async fn last_invoiced_period(&self) -> StoreResult<Option<i64>>;
+    /// The stored requests of the invoices (void ones excepted) whose period starts in `[from, until)`, of the next
+    /// `customers` customers by id after `after`, by customer and period, with how many customers were looked at and
+    /// the last. A plain read: it locks nothing and writes nothing.
+    async fn invoiced_requests(
+        &self,
+        from: i64,
+        until: i64,
+        after: &str,
+        customers: i64,
+    ) -> StoreResult<InvoicedPage>;
+    /// The next `customers` customers by id after `after` with what pricing their open period needs (its usage,
+    /// caps, commitments, credit movements), as an invoice run reads them but without claiming them.
+    async fn open_periods(&self, after: &str, customers: i64) -> StoreResult<Vec<Due>>;
     /// A lifecycle step, in one transaction: issuing takes the next number (`prefix` + six digits, no gaps),
     /// voiding returns the invoice's consumed credit; the step's event (`invoice.issued`, `invoice.paid`,
     /// `invoice.voided`) is stored with it.

@@ -455,3 +455,35 @@ pub struct PortalSessionRow {
     /// When it was created (micros).
     pub created_at: i64,
 }
+
+/// An invoice's stored request, as a price preview reprices it (`Store::invoiced_requests`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoicedRequest {
+    /// Its customer.
+    pub customer_id: String,
+    /// The invoice.
+    pub invoice_id: String,
+    /// The period invoiced (micros).
+    pub period_start: i64,
+    /// Its end (micros, exclusive).
+    pub period_end: i64,
+    /// The price-book version that priced it.
+    pub price_book_version: String,
+    /// ISO code.
+    pub currency: String,
+    /// The quote request it was computed from (JSON).
+    pub request: String,
+    /// The bill's total (decimal text).
+    pub total: String,
+}
+
+/// A page of customers and their invoices' stored requests (`Store::invoiced_requests`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvoicedPage {
+    /// The invoices, by customer and period.
+    pub requests: Vec<InvoicedRequest>,
+    /// How many customers the page looked at.
+    pub customers: usize,
+    /// The last of them (`None`: there was none, the end).
+    pub last: Option<String>,
+}

@@ -6,7 +6,9 @@ use crate::store::backend::Backend;
 use crate::store::error::{corrupt, StoreError, StoreResult};
 use crate::store::rows::{credit_row, invoice_row, run_row};
 use crate::store::sql::{SqlStore, INVOICE_COLUMNS, RUN_COLUMNS};
-use crate::store::types::{invoice_number, InvoiceAction, RunFailure, RunRow, Transition};
+use crate::store::types::{
+    invoice_number, InvoiceAction, InvoiceFilter, InvoiceRow, RunFailure, RunRow, Transition,
+};
 use crate::store::webhooks::NewOutboxEvent;
 
 impl<B: Backend> SqlStore<B>
@@ -199,5 +201,42 @@ where
             }
         }
         Err(StoreError::Corrupt("cannot open an invoice run".into()))
+    }
+
+    /// Invoices by id after `after` (matching `filter`), at most `limit`.
+    pub(super) async fn read_invoices(
+        &self,
+        filter: &InvoiceFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<InvoiceRow>> {
+        let mut sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id > $1");
+        let mut n = 1;
+        let mut next = |sql: &mut String, column: &str| {
+            n += 1;
+            sql.push_str(&format!(" AND {column} = ${n}"));
+        };
+        if filter.customer_id.is_some() {
+            next(&mut sql, "customer_id");
+        }
+        if filter.period_start.is_some() {
+            next(&mut sql, "period_start");
+        }
+        if filter.status.is_some() {
+            next(&mut sql, "status");
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
+        let mut query = sqlx::query(&sql).bind(after.unwrap_or(""));
+        if let Some(c) = &filter.customer_id {
+            query = query.bind(c);
+        }
+        if let Some(p) = filter.period_start {
+            query = query.bind(p);
+        }
+        if let Some(st) = &filter.status {
+            query = query.bind(st);
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(invoice_row).collect()
     }
 }

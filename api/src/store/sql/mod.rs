@@ -12,6 +12,7 @@ mod deliveries;
 mod events;
 mod invoices;
 mod portal;
+mod reprice;
 mod webhooks;
 
 use std::sync::Arc;
@@ -27,8 +28,8 @@ use crate::store::migrations::Embedded;
 use crate::store::rows::{commitment_row, credit_row, customer_row, invoice_row};
 use crate::store::types::{
     AlertRow, BatchDone, ClaimCursor, CommitmentRow, CredentialKind, CreditEntry, CustomerRow, DailyUsage,
-    EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, LimitChange, LimitRow, MeterTotal, NewEvent,
-    NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
+    Due, EventOutcome, InvoiceAction, InvoiceFilter, InvoiceRow, InvoicedPage, LimitChange, LimitRow,
+    MeterTotal, NewEvent, NewReport, PortalSessionRow, PriceFn, RunRow, StoredBook, Transition,
 };
 use crate::store::webhooks::{
     Attempted, ClaimLimits, ClaimedDelivery, DeliveryRow, EndpointRow, EventFilter, NewOutboxEvent,
@@ -449,34 +450,25 @@ where
         after: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<InvoiceRow>> {
-        let mut sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id > $1");
-        let mut n = 1;
-        let mut next = |sql: &mut String, column: &str| {
-            n += 1;
-            sql.push_str(&format!(" AND {column} = ${n}"));
-        };
-        if filter.customer_id.is_some() {
-            next(&mut sql, "customer_id");
-        }
-        if filter.period_start.is_some() {
-            next(&mut sql, "period_start");
-        }
-        if filter.status.is_some() {
-            next(&mut sql, "status");
-        }
-        sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
-        let mut query = sqlx::query(&sql).bind(after.unwrap_or(""));
-        if let Some(c) = &filter.customer_id {
-            query = query.bind(c);
-        }
-        if let Some(p) = filter.period_start {
-            query = query.bind(p);
-        }
-        if let Some(st) = &filter.status {
-            query = query.bind(st);
-        }
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(invoice_row).collect()
+        self.read_invoices(filter, after, limit).await
+    }
+
+    async fn last_invoiced_period(&self) -> StoreResult<Option<i64>> {
+        self.read_last_invoiced_period().await
+    }
+
+    async fn invoiced_requests(
+        &self,
+        from: i64,
+        until: i64,
+        after: &str,
+        customers: i64,
+    ) -> StoreResult<InvoicedPage> {
+        self.read_invoiced_requests(from, until, after, customers).await
+    }
+
+    async fn open_periods(&self, after: &str, customers: i64) -> StoreResult<Vec<Due>> {
+        self.read_open_periods(after, customers).await
     }
 
     async fn transition_invoice(

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 use billing_core::{compute, Bill, PriceBook, QuoteRequest};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod reprice;
+
 /// tally: usage-based billing and pricing, exact to the cent.
 #[derive(Debug, Parser)]
 #[command(name = "tally", version, disable_help_subcommand = true)]
@@ -58,6 +60,12 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tally.db?mode=rwc")]
         database: String,
     },
+    /// Try a draft price book on every customer before publishing it: what each would pay, and the whole.
+    ///
+    /// The invoices of a month (their stored requests: usage, add-ons, caps, commitment) are priced with the
+    /// draft; with `--open`, the open periods at their month-end projection. Reads only: it runs beside a live
+    /// `tally serve`. Exit 0 with a report (unpriceable customers are listed in it), 2 on bad input.
+    Reprice(reprice::RepriceArgs),
     /// Validate a price book and print it in canonical form (the built-in one by default).
     PriceBook {
         /// Price book JSON file (default: the built-in example price book).
@@ -250,6 +258,7 @@ fn run(
         }
         Command::Serve(args) => serve(serve_settings(args)?, stderr),
         Command::Webhook { command } => verify_webhook(command, stdin, stdout),
+        Command::Reprice(args) => reprice::reprice(args, stdout),
         Command::Migrate { database } => runtime()?.block_on(async {
             let store = crate::store::open(&database).await.map_err(|e| Failure::Input(e.to_string()))?;
             store.migrate().await.map_err(|e| Failure::Input(e.to_string()))?;
