@@ -260,90 +260,153 @@ fn present(r: &Repriced, draft_currency: Currency) -> (CustomerPreview, Option<D
     }
 }
 
-/// The report of repriced customers (by customer id), in the draft's `currency`, with the `top` movers each way.
+/// What a page of customers adds to the whole (summed exactly).
+#[derive(Debug, Default)]
+struct Totals {
+    current: Decimal,
+    draft: Decimal,
+    /// Current totals of the unpriceable customers billed in the draft's currency.
+    unpriceable: Decimal,
+    more: usize,
+    less: usize,
+    same: usize,
+    caps_changed: usize,
+    /// Per product: current, draft, customers whose amount moved.
+    by_product: BTreeMap<String, (Decimal, Decimal, usize)>,
+}
+
+fn add(a: Decimal, b: Decimal) -> Outcome<Decimal> {
+    Ok(billing_core::exact::add(a, b, "preview revenue")?)
+}
+
+impl Totals {
+    fn merge(&mut self, other: Totals) -> Outcome<()> {
+        self.current = add(self.current, other.current)?;
+        self.draft = add(self.draft, other.draft)?;
+        self.unpriceable = add(self.unpriceable, other.unpriceable)?;
+        self.more += other.more;
+        self.less += other.less;
+        self.same += other.same;
+        self.caps_changed += other.caps_changed;
+        for (key, (current, draft, moved)) in other.by_product {
+            let entry = self.by_product.entry(key).or_default();
+            *entry = (add(entry.0, current)?, add(entry.1, draft)?, entry.2 + moved);
+        }
+        Ok(())
+    }
+}
+
+/// A page of customers as reported, with what it adds to the whole: built on the pricing thread that priced it, so
+/// only the sums are left to do once every page is in.
+#[derive(Debug, Default)]
+pub(super) struct Page {
+    customers: Vec<CustomerPreview>,
+    /// Per priced customer: its delta and its index in `customers`.
+    deltas: Vec<(Decimal, usize)>,
+    percents: Vec<Decimal>,
+    totals: Totals,
+}
+
+/// A page of repriced customers (by customer id), presented in the draft's `currency`.
+///
+/// # Errors
+/// `Overflow` when a sum cannot be computed exactly.
+pub(super) fn page(repriced: Vec<Repriced>, currency: Currency) -> Outcome<Page> {
+    let mut out = Page { customers: Vec::with_capacity(repriced.len()), ..Page::default() };
+    let t = &mut out.totals;
+    for r in repriced {
+        let (preview, delta, percent) = present(&r, currency);
+        match (&r.outcome, delta) {
+            (Ok(moved), Some(delta)) => {
+                match delta.cmp(&Decimal::ZERO) {
+                    std::cmp::Ordering::Greater => t.more += 1,
+                    std::cmp::Ordering::Less => t.less += 1,
+                    std::cmp::Ordering::Equal => t.same += 1,
+                }
+                t.current = add(t.current, r.current_total)?;
+                t.draft = add(t.draft, moved.draft_total)?;
+                out.deltas.push((delta, out.customers.len()));
+                out.percents.extend(percent);
+                t.caps_changed +=
+                    usize::from(moved.products.values().any(|a| a.cap.is_some_and(|c| c.current != c.draft)));
+                for (key, a) in &moved.products {
+                    // Looked up before inserting: the key is copied once per page, not once per customer.
+                    if !t.by_product.contains_key(key) {
+                        t.by_product.insert(key.clone(), Default::default());
+                    }
+                    let Some(entry) = t.by_product.get_mut(key) else { continue };
+                    *entry = (
+                        add(entry.0, a.current)?,
+                        add(entry.1, a.draft)?,
+                        entry.2 + usize::from(a.current != a.draft),
+                    );
+                }
+            }
+            _ if r.currency == currency => t.unpriceable = add(t.unpriceable, r.current_total)?,
+            _ => {}
+        }
+        out.customers.push(preview);
+    }
+    Ok(out)
+}
+
+/// The report of the pages (in customer order), in the draft's `currency`, with the `top` movers each way.
 ///
 /// # Errors
 /// `Overflow` when a sum cannot be computed exactly.
 pub(super) fn report(
-    repriced: &[Repriced],
+    pages: Vec<Page>,
     currency: Currency,
     period: Span,
     price_book_version: Versions,
     top: usize,
 ) -> Outcome<Preview> {
-    let sum = |values: &mut dyn Iterator<Item = Decimal>| billing_core::exact::sum(values, "preview revenue");
-    let mut customers = Vec::with_capacity(repriced.len());
-    let mut deltas: Vec<(Decimal, usize)> = Vec::new();
-    let mut percents = Vec::new();
-    let (mut more, mut less, mut same, mut caps_changed) = (0, 0, 0, 0);
-    let mut by_product: BTreeMap<&str, (Decimal, Decimal, usize)> = BTreeMap::new();
-    for r in repriced {
-        let (preview, delta, percent) = present(r, currency);
-        if let (Some(delta), Ok(moved)) = (delta, &r.outcome) {
-            match delta.cmp(&Decimal::ZERO) {
-                std::cmp::Ordering::Greater => more += 1,
-                std::cmp::Ordering::Less => less += 1,
-                std::cmp::Ordering::Equal => same += 1,
-            }
-            deltas.push((delta, customers.len()));
-            percents.extend(percent);
-            caps_changed +=
-                usize::from(moved.products.values().any(|a| a.cap.is_some_and(|c| c.current != c.draft)));
-            for (key, a) in &moved.products {
-                let entry = by_product.entry(key).or_default();
-                entry.0 = billing_core::exact::add(entry.0, a.current, "preview revenue")?;
-                entry.1 = billing_core::exact::add(entry.1, a.draft, "preview revenue")?;
-                entry.2 += usize::from(a.current != a.draft);
-            }
-        }
-        customers.push(preview);
+    let mut customers = Vec::with_capacity(pages.iter().map(|p| p.customers.len()).sum());
+    let (mut deltas, mut percents, mut t) = (Vec::new(), Vec::new(), Totals::default());
+    for page in pages {
+        let offset = customers.len();
+        deltas.extend(page.deltas.into_iter().map(|(d, i)| (d, i + offset)));
+        percents.extend(page.percents);
+        customers.extend(page.customers);
+        t.merge(page.totals)?;
     }
-    let priced = || repriced.iter().filter(|r| r.outcome.is_ok());
-    let current_revenue = sum(&mut priced().map(|r| r.current_total))?;
-    let draft_revenue = sum(&mut priced().filter_map(|r| r.outcome.as_ref().ok().map(|m| m.draft_total)))?;
-    let unpriceable_revenue = sum(&mut repriced
-        .iter()
-        .filter(|r| r.outcome.is_err() && r.currency == currency)
-        .map(|r| r.current_total))?;
     percents.sort_unstable();
     // Largest movers first; ties by customer id (the list's order).
-    deltas.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let pick = |it: &mut dyn Iterator<Item = &(Decimal, usize)>| -> Vec<CustomerPreview> {
-        it.take(top).map(|(_, i)| customers[*i].clone()).collect()
+    let pick = |mut movers: Vec<(Decimal, usize)>, larger_first: bool| -> Vec<CustomerPreview> {
+        movers.sort_by(|a, b| if larger_first { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) }.then(a.1.cmp(&b.1)));
+        movers.into_iter().take(top).map(|(_, i)| customers[i].clone()).collect()
     };
-    let top_increases = pick(&mut deltas.iter().filter(|(d, _)| *d > Decimal::ZERO));
-    let mut decreases: Vec<&(Decimal, usize)> = deltas.iter().filter(|(d, _)| *d < Decimal::ZERO).collect();
-    decreases.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    let top_decreases = pick(&mut decreases.into_iter());
+    let top_increases = pick(deltas.iter().copied().filter(|(d, _)| *d > Decimal::ZERO).collect(), true);
+    let top_decreases = pick(deltas.iter().copied().filter(|(d, _)| *d < Decimal::ZERO).collect(), false);
     let summary = Summary {
-        customers: repriced.len(),
-        current_revenue: at_minor(currency, current_revenue),
-        draft_revenue: at_minor(currency, draft_revenue),
-        delta: at_minor(
-            currency,
-            billing_core::exact::sub(draft_revenue, current_revenue, "preview revenue")?,
-        ),
-        more,
-        less,
-        same,
-        unpriceable: repriced.len() - more - less - same,
-        unpriceable_revenue: at_minor(currency, unpriceable_revenue),
+        customers: customers.len(),
+        current_revenue: at_minor(currency, t.current),
+        draft_revenue: at_minor(currency, t.draft),
+        delta: at_minor(currency, billing_core::exact::sub(t.draft, t.current, "preview revenue")?),
+        more: t.more,
+        less: t.less,
+        same: t.same,
+        unpriceable: customers.len() - t.more - t.less - t.same,
+        unpriceable_revenue: at_minor(currency, t.unpriceable),
         delta_percent_percentiles: Percentiles {
             p10: percentile(&percents, 10),
             p50: percentile(&percents, 50),
             p90: percentile(&percents, 90),
         },
-        caps_changed_outcome: caps_changed,
-        by_product: by_product
+        caps_changed_outcome: t.caps_changed,
+        by_product: t
+            .by_product
             .into_iter()
-            .map(|(key, (current, draft, moved))| ProductChange {
-                product: key.to_owned(),
-                current: at_minor(currency, current),
-                draft: at_minor(currency, draft),
-                delta: at_minor(currency, draft - current),
-                customers_moved: moved,
+            .map(|(product, (current, draft, moved))| {
+                Ok(ProductChange {
+                    product,
+                    current: at_minor(currency, current),
+                    draft: at_minor(currency, draft),
+                    delta: at_minor(currency, billing_core::exact::sub(draft, current, "preview revenue")?),
+                    customers_moved: moved,
+                })
             })
-            .collect(),
+            .collect::<Outcome<_>>()?,
     };
     Ok(Preview {
         period,

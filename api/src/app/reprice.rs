@@ -13,7 +13,10 @@ use billing_core::{compute, Bill, Currency, LineKind, PriceBook, QuoteRequest, S
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use super::preview::{report, Amounts, CapBinds, Moved, Preview, Problem, Repriced, Span, Versions};
+use super::documents::written_at;
+use super::preview::{
+    page, report, Amounts, CapBinds, Moved, Page, Preview, Problem, Repriced, Span, Versions,
+};
 use super::service::{instant, invalid, Failure, Outcome, Service};
 use crate::store::{Due, InvoicedRequest};
 use crate::time::micros;
@@ -86,7 +89,7 @@ impl Service {
         let counts = self.store.anchor_counts(i64::MAX).await?;
         let total = counts.iter().map(|(_, n)| usize::try_from(*n).unwrap_or(0)).sum();
         let pages = Pipeline::new(total, progress);
-        let (span, repriced) = match period {
+        let (span, (pages, used)) = match period {
             PreviewPeriod::Open => self.reprice_open(&draft, pages).await?,
             PreviewPeriod::Month(month) => {
                 let first = match month {
@@ -94,17 +97,16 @@ impl Service {
                     None => self.last_invoiced_month().await?,
                 };
                 let (from, until) = month_bounds(first)?;
-                let span = Span { start: super::written_at(from), end: super::written_at(until) };
+                let span = Span { start: written_at(from), end: written_at(until) };
                 (span, self.reprice_month(&draft, micros(from), micros(until), pages).await?)
             }
         };
-        let mut current = self.versions_used(&repriced);
+        let mut current = self.versions_used(used);
         if current.is_none() && period == PreviewPeriod::Open {
             current = self.book_at(self.now()).version().map(str::to_owned);
         }
         let versions = Versions { current, draft: draft.version().map(str::to_owned) };
-        let repriced: Vec<Repriced> = repriced.into_iter().map(|(r, _)| r).collect();
-        report(&repriced, draft.currency(), span, versions, top.min(MAX_TOP))
+        report(pages, draft.currency(), span, versions, top.min(MAX_TOP))
     }
 
     /// The month of the latest invoiced period.
@@ -119,18 +121,11 @@ impl Service {
     }
 
     /// The versions that priced the current totals, oldest in force first, comma-separated.
-    fn versions_used(&self, repriced: &[(Repriced, Option<String>)]) -> Option<String> {
-        let mut used: Vec<&str> = Vec::new();
-        for (_, version) in repriced {
-            if let Some(v) = version.as_deref() {
-                if !used.contains(&v) {
-                    used.push(v);
-                }
-            }
-        }
+    fn versions_used(&self, mut used: Vec<String>) -> Option<String> {
         let versions = self.versions();
         let position = |label: &str| versions.iter().position(|v| v.book.version() == Some(label));
         used.sort_by_key(|label| position(label));
+        used.dedup();
         (!used.is_empty()).then(|| used.join(", "))
     }
 
@@ -141,19 +136,19 @@ impl Service {
         from: i64,
         until: i64,
         mut pages: Pipeline,
-    ) -> Outcome<Vec<(Repriced, Option<String>)>> {
+    ) -> Outcome<(Vec<Page>, Vec<String>)> {
         let mut after = String::new();
         loop {
             let page = self.store.invoiced_requests(from, until, &after, PAGE).await?;
             let Some(last) = page.last else { break };
             after = last;
             let (service, draft, rows) = (self.clone(), draft.clone(), page.requests);
-            pages
-                .push(page.customers, move || {
-                    let version = |row: &InvoicedRequest| Some(row.price_book_version.clone());
-                    rows.iter().map(|row| (service.reprice_invoice(&draft, row), version(row))).collect()
-                })
-                .await?;
+            let currency = draft.currency();
+            let price = move || {
+                let version = |row: &InvoicedRequest| Some(row.price_book_version.clone());
+                rows.iter().map(|row| (service.reprice_invoice(&draft, row), version(row))).collect()
+            };
+            pages.push(page.customers, price, currency).await?;
         }
         pages.finish().await
     }
@@ -163,7 +158,7 @@ impl Service {
         self: &Arc<Self>,
         draft: &Arc<PriceBook>,
         mut pages: Pipeline,
-    ) -> Outcome<(Span, Vec<(Repriced, Option<String>)>)> {
+    ) -> Outcome<(Span, (Vec<Page>, Vec<String>))> {
         let mut after = String::new();
         let (mut first, mut end): (Option<i64>, Option<i64>) = (None, None);
         let now = self.now();
@@ -176,14 +171,13 @@ impl Service {
             }
             after = last;
             let (service, draft) = (self.clone(), draft.clone());
-            pages
-                .push(due.len(), move || {
-                    due.iter().map(|d| service.reprice_open_period(&draft, d, now)).collect()
-                })
-                .await?;
+            let currency = draft.currency();
+            let n = due.len();
+            let price = move || due.iter().map(|d| service.reprice_open_period(&draft, d, now)).collect();
+            pages.push(n, price, currency).await?;
         }
         let repriced = pages.finish().await?;
-        let at = |m: Option<i64>| m.map_or(Ok(now), instant).map(super::written_at);
+        let at = |m: Option<i64>| m.map_or(Ok(now), instant).map(written_at);
         Ok((Span { start: at(first)?, end: at(end)? }, repriced))
     }
 
@@ -240,8 +234,8 @@ impl Service {
                 Service::period_of(&due.customer, open_from).map_err(|e| unpriced(&e.to_string()))?;
             let book = self.book_at(period.start());
             version = book.version().map(str::to_owned);
-            let (request, _) =
-                super::period_request(self, &book, due, period).map_err(|e| unpriced(&e.to_string()))?;
+            let (request, _) = super::period::period_request(self, &book, due, period)
+                .map_err(|e| unpriced(&e.to_string()))?;
             let projected = billing_core::project_request(&request, period, now, period.end())
                 .map_err(|e| unpriced(&e.to_string()))?;
             let bill = compute(&book, &projected).map_err(|e| unpriced(&e.to_string()))?;
@@ -323,10 +317,11 @@ fn reprice(current: &Bill<'_>, draft: &PriceBook, request: &QuoteRequest) -> Res
     Ok(Moved { draft_total: bill.total, products })
 }
 
-/// Pages priced on blocking threads, in order, while the next page is read.
+/// Pages priced (and presented) on blocking threads, in order, while the next page is read.
 struct Pipeline {
-    pending: VecDeque<(usize, tokio::task::JoinHandle<Vec<(Repriced, Option<String>)>>)>,
-    done: Vec<(Repriced, Option<String>)>,
+    pending: VecDeque<(usize, tokio::task::JoinHandle<Outcome<(Page, Vec<String>)>>)>,
+    pages: Vec<Page>,
+    versions: Vec<String>,
     customers_done: usize,
     total: usize,
     progress: PreviewProgress,
@@ -334,15 +329,33 @@ struct Pipeline {
 
 impl Pipeline {
     fn new(total: usize, progress: PreviewProgress) -> Self {
-        Pipeline { pending: VecDeque::new(), done: Vec::new(), customers_done: 0, total, progress }
+        Pipeline {
+            pending: VecDeque::new(),
+            pages: Vec::new(),
+            versions: Vec::new(),
+            customers_done: 0,
+            total,
+            progress,
+        }
     }
 
+    /// Prices a page (`customers` looked at) with `price` on a blocking thread, presented in `currency`.
     async fn push(
         &mut self,
         customers: usize,
         price: impl FnOnce() -> Vec<(Repriced, Option<String>)> + Send + 'static,
+        currency: Currency,
     ) -> Outcome<()> {
-        self.pending.push_back((customers, tokio::task::spawn_blocking(price)));
+        self.pending.push_back((
+            customers,
+            tokio::task::spawn_blocking(move || {
+                let (repriced, mut versions): (Vec<Repriced>, Vec<Option<String>>) =
+                    price().into_iter().unzip();
+                versions.sort_unstable();
+                versions.dedup();
+                Ok((page(repriced, currency)?, versions.into_iter().flatten().collect()))
+            }),
+        ));
         while self.pending.len() > PRICING_AHEAD {
             self.take_one().await?;
         }
@@ -351,18 +364,20 @@ impl Pipeline {
 
     async fn take_one(&mut self) -> Outcome<()> {
         if let Some((n, job)) = self.pending.pop_front() {
-            let priced = job.await.map_err(|e| Failure::Internal(format!("pricing a page failed: {e}")))?;
-            self.done.extend(priced);
+            let (page, versions) =
+                job.await.map_err(|e| Failure::Internal(format!("pricing a page failed: {e}")))??;
+            self.pages.push(page);
+            self.versions.extend(versions);
             self.customers_done += n;
             (self.progress)(self.customers_done, self.total.max(self.customers_done));
         }
         Ok(())
     }
 
-    async fn finish(mut self) -> Outcome<Vec<(Repriced, Option<String>)>> {
+    async fn finish(mut self) -> Outcome<(Vec<Page>, Vec<String>)> {
         while !self.pending.is_empty() {
             self.take_one().await?;
         }
-        Ok(self.done)
+        Ok((self.pages, self.versions))
     }
 }

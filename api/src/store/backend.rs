@@ -19,6 +19,7 @@
 
 use crate::store::due::{POSTGRES_CLAIM, POSTGRES_DUE, SQLITE_DUE};
 use crate::store::migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+use crate::store::preview::{POSTGRES_INVOICED_REQUESTS, SQLITE_INVOICED_REQUESTS};
 
 /// A database tally stores to, and what its statements need that the other's do not.
 pub trait Backend: std::fmt::Debug + Clone + Send + Sync + 'static {
@@ -42,6 +43,9 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + 'static {
     const DUE_QUERY: &'static str;
     /// The claim of a chunk of due customers, when it is a statement of its own (PostgreSQL).
     const CLAIM_QUERY: Option<&'static str>;
+    /// A price preview's read of a page of customers and their invoices of a month: a plain join on SQLite, a
+    /// `LATERAL` subquery on PostgreSQL, whose generic plan would otherwise hash the whole month for every page.
+    const INVOICED_REQUESTS: &'static str;
     /// The end of a claim of rows that concurrent workers share (webhook deliveries, undispatched events): `FOR
     /// UPDATE SKIP LOCKED` on PostgreSQL, so each takes different rows; nothing on SQLite, whose writer holds the
     /// database's write lock from `BEGIN IMMEDIATE`.
@@ -75,6 +79,7 @@ impl Backend for Sqlite {
     const LOCK_FIRST: bool = false;
     const DUE_QUERY: &'static str = SQLITE_DUE;
     const CLAIM_QUERY: Option<&'static str> = None;
+    const INVOICED_REQUESTS: &'static str = SQLITE_INVOICED_REQUESTS;
     const SKIP_LOCKED: &'static str = "";
 
     fn insert_events(rows: &str) -> String {
@@ -122,6 +127,7 @@ impl Backend for Postgres {
     const LOCK_FIRST: bool = true;
     const DUE_QUERY: &'static str = POSTGRES_DUE;
     const CLAIM_QUERY: Option<&'static str> = Some(POSTGRES_CLAIM);
+    const INVOICED_REQUESTS: &'static str = POSTGRES_INVOICED_REQUESTS;
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn insert_events(rows: &str) -> String {

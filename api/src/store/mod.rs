@@ -21,6 +21,7 @@ mod due;
 mod error;
 mod migrations;
 mod open;
+mod preview;
 mod rows;
 mod sql;
 mod types;

@@ -9,18 +9,6 @@ use crate::store::error::StoreResult;
 use crate::store::sql::SqlStore;
 use crate::store::types::{Due, InvoicedPage, InvoicedRequest};
 
-/// A page of customers (`$1` after this id, `$2` how many) with their invoices whose period starts in `[$3, $4)`,
-/// void ones excepted. Paged over customers, not invoices, so a page always moves on (a customer without such an
-/// invoice is one row of NULLs) and never splits a customer. Each invoice is found through the
-/// `(customer_id, period_start)` key: the cost is per customer, whatever history is stored.
-const INVOICED_REQUESTS: &str = "
-WITH c AS MATERIALIZED (SELECT id FROM customers WHERE id > $1 ORDER BY id LIMIT $2)
-SELECT c.id AS customer_id, i.id AS invoice_id, i.period_start, i.period_end, i.price_book_version, i.currency,
-       i.request, i.total
-FROM c LEFT JOIN invoices i
-    ON i.customer_id = c.id AND i.period_start >= $3 AND i.period_start < $4 AND i.status <> 'void'
-ORDER BY c.id, i.period_start";
-
 impl<B: Backend> SqlStore<B>
 where
     for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
@@ -52,7 +40,7 @@ where
         after: &str,
         customers: i64,
     ) -> StoreResult<InvoicedPage> {
-        let rows = sqlx::query(INVOICED_REQUESTS)
+        let rows = sqlx::query(B::INVOICED_REQUESTS)
             .bind(after)
             .bind(customers)
             .bind(from)
