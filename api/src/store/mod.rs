@@ -1,8 +1,9 @@
 //! Storage: one small trait, [`Store`], with one implementation for both databases, SQLite and PostgreSQL.
 //!
 //! Files: this one (the trait, opening a database), `types` (the rows), `rows` (reading them back), `due` (a batch
-//! of due customers and its pipeline of chunks), `migrations`, `backend` (what differs between the databases: the
-//! [`Backend`] trait), `sql/` (every query, written once: [`SqlStore`], generic over the backend).
+//! of due customers and its pipeline of chunks), `preview` (a price preview's read, per database), `migrations`,
+//! `backend` (what differs between the databases: the [`Backend`] trait), `sql/` (every query, written once:
+//! [`SqlStore`], generic over the backend).
 //!
 //! Every query is written once with `$1, $2, …` placeholders (PostgreSQL's; SQLite reads `$N` as numbered
 //! parameters, bound in order of first appearance, which is why every query numbers them in order), and the sqlx
