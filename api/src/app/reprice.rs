@@ -317,9 +317,13 @@ fn reprice(current: &Bill<'_>, draft: &PriceBook, request: &QuoteRequest) -> Res
     Ok(Moved { draft_total: bill.total, products })
 }
 
+/// A page being priced on a blocking thread: how many customers it looked at, and its page with the versions that
+/// priced its current totals.
+type Pricing = (usize, tokio::task::JoinHandle<Outcome<(Page, Vec<String>)>>);
+
 /// Pages priced (and presented) on blocking threads, in order, while the next page is read.
 struct Pipeline {
-    pending: VecDeque<(usize, tokio::task::JoinHandle<Outcome<(Page, Vec<String>)>>)>,
+    pending: VecDeque<Pricing>,
     pages: Vec<Page>,
     versions: Vec<String>,
     customers_done: usize,

@@ -258,7 +258,7 @@ fn run(
         }
         Command::Serve(args) => serve(serve_settings(args)?, stderr),
         Command::Webhook { command } => verify_webhook(command, stdin, stdout),
-        Command::Reprice(args) => reprice::reprice(args, stdout),
+        Command::Reprice(args) => reprice::reprice(&args, stdout),
         Command::Migrate { database } => runtime()?.block_on(async {
             let store = crate::store::open(&database).await.map_err(|e| Failure::Input(e.to_string()))?;
             store.migrate().await.map_err(|e| Failure::Input(e.to_string()))?;

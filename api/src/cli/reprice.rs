@@ -50,7 +50,7 @@ pub(super) enum PreviewFormat {
 }
 
 /// Runs `tally reprice`.
-pub(super) fn reprice(args: RepriceArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
+pub(super) fn reprice(args: &RepriceArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
     let draft = PriceBook::from_json(&read_file(&args.price_book, "price book")?)
         .map_err(|e| Failure::Input(format!("the draft price book: {e}")))?;
     let period = match (&args.period, args.open) {
@@ -69,7 +69,7 @@ pub(super) fn reprice(args: RepriceArgs, stdout: &mut dyn Write) -> Result<(), F
         let progress: crate::app::PreviewProgress = Arc::new(move |done, total| {
             if terminal {
                 let width = 40;
-                let filled = if total > 0 { done.min(total) * width / total } else { width };
+                let filled = (done.min(total) * width).checked_div(total).unwrap_or(width);
                 let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
                 eprint!("\r[{bar}] {done}/{total} customers");
             }
