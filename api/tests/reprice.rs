@@ -370,11 +370,25 @@ async fn a_preview_lists_who_pays_more_who_cannot_be_priced_and_writes_nothing()
         assert_eq!(umbrella["products"][0]["cap_binds"], json!({"current": true, "draft": false}));
         assert_eq!(report["top_decreases"][0]["customer_id"], "umbrella");
 
-        // The open periods (December, no usage yet): priced with the book in force and the draft.
+        // The open periods (December): usage so far projected to the month's end, priced with the book in force
+        // (what the usage view projects) and with the draft. Acme sent 300,000 events in its first 5 days and 9
+        // hours: 1.2 million projected, 10 % dearer past the first million.
+        let events = json!({"events": [{"id": "acme-dec", "customer_id": "acme", "meter": "events", "quantity": 300_000, "timestamp": "2026-12-01T10:00:00Z"}]});
+        assert_eq!(rows(&url).await, before, "the previews wrote nothing");
+        assert_eq!(app.post("/v1/usage", Some(ADMIN), events).await.0, StatusCode::OK);
+        let before = rows(&url).await;
+        app.set_now("2026-12-06T09:00:00Z");
         let open = preview(&app, &raise, "open").await;
+        sums_hold(&open);
         assert_eq!(open["summary"]["customers"], 4);
-        assert_eq!(open["summary"]["same"], 4);
         assert_eq!(open["period"], json!({"start": "2026-12-01T00:00:00Z", "end": "2027-01-01T00:00:00Z"}));
+        let (status, view) = app.get("/v1/customers/acme/usage", Some(ADMIN)).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        let acme = open["customers"].as_array().unwrap().iter().find(|c| c["customer_id"] == "acme").unwrap();
+        assert_eq!(acme["current_total"], view["projected"]["bill"]["total"], "the usage view's projection");
+        assert_eq!(acme["invoice_id"], Value::Null);
+        assert!(d(&acme["delta"]) > Decimal::ZERO, "{acme}");
+        assert_eq!(open["summary"]["more"], 1);
 
         // An Idempotency-Key changes nothing: a preview keeps nothing.
         let (status, _) = app

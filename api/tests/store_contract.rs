@@ -1056,3 +1056,80 @@ async fn an_endpoint_is_replaced_only_as_it_was_read_and_its_run_of_failures_is_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_preview_reads_a_months_invoices_by_pages_of_customers_and_open_periods_as_a_run_would() {
+    on_every_store_at(|s, url| async move {
+        for id in ["a", "b", "bad", "c", "d"] {
+            s.insert_customer(&CustomerRow { open_from: 0, open_until: Some(2_000), ..customer(id) }, id)
+                .await
+                .unwrap();
+        }
+        s.insert_events(&[event("a", "e1", "m", 7, 10), event("b", "e2", "m", 9, 10)], 0).await.unwrap();
+        let (run, _) = s.open_run("run_1", 4_000, false, 10, 0).await.unwrap();
+        let n = Arc::new(AtomicU32::new(0));
+        let price = pricer(&run, &n);
+        // Periods [0, 2000) and [2000, 4000) of every customer but `bad` (its pricing fails).
+        for _ in 0..3 {
+            s.invoice_batch(&run, &ClaimCursor::default(), 10, "INV-", 1, &price).await.unwrap();
+        }
+        assert_eq!(s.last_invoiced_period().await.unwrap(), Some(2_000));
+        assert!(matches!(
+            s.transition_invoice("in_c_0", InvoiceAction::Void, "INV-", 2).await.unwrap(),
+            Transition::Done(_)
+        ));
+        let before = common::rows(&url).await;
+
+        // Pages of two customers: `bad` (no invoice) and `c` (void) are looked at, and listed by none.
+        let mut after = String::new();
+        let mut pages = Vec::new();
+        loop {
+            let page = s.invoiced_requests(0, 2_000, &after, 2).await.unwrap();
+            let Some(last) = page.last.clone() else {
+                assert_eq!(page.customers, 0);
+                break;
+            };
+            after = last;
+            pages.push(page);
+        }
+        let listed: Vec<Vec<(&str, &str, &str)>> = pages
+            .iter()
+            .map(|p| {
+                p.requests
+                    .iter()
+                    .map(|r| (r.customer_id.as_str(), r.invoice_id.as_str(), r.total.as_str()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [vec![("a", "in_a_0", "7"), ("b", "in_b_0", "9")], vec![], vec![("d", "in_d_0", "0")]]
+        );
+        assert_eq!(
+            pages.iter().map(|p| (p.customers, p.last.as_deref())).collect::<Vec<_>>(),
+            [(2, Some("b")), (2, Some("c")), (1, Some("d"))]
+        );
+        let r = &pages[0].requests[0];
+        assert_eq!(
+            (r.period_start, r.period_end, r.price_book_version.as_str(), r.currency.as_str()),
+            (0, 2_000, "v", "USD")
+        );
+        // The next month: the second period of each, the void one of `c` too.
+        let page = s.invoiced_requests(2_000, 4_000, "", 10).await.unwrap();
+        let ids: Vec<&str> = page.requests.iter().map(|r| r.invoice_id.as_str()).collect();
+        assert_eq!(ids, ["in_a_2000", "in_b_2000", "in_c_2000", "in_d_2000"]);
+        assert_eq!(s.invoiced_requests(4_000, 6_000, "", 10).await.unwrap().requests, []);
+
+        // Open periods: every customer, with what its period needs, as a run reads it (no claim).
+        let open = s.open_periods("", 3).await.unwrap();
+        assert_eq!(open.iter().map(|d| d.customer.id.as_str()).collect::<Vec<_>>(), ["a", "b", "bad"]);
+        assert_eq!(open[2].customer.open_from, 0, "bad's first period is still open");
+        assert_eq!(open[2].totals, [], "no usage");
+        assert_eq!(open[0].customer.open_from, 4_000);
+        let rest = s.open_periods("bad", 3).await.unwrap();
+        assert_eq!(rest.iter().map(|d| d.customer.id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+        assert!(s.open_periods("d", 3).await.unwrap().is_empty());
+        assert_eq!(common::rows(&url).await, before, "reads only");
+    })
+    .await;
+}

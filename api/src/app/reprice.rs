@@ -113,7 +113,7 @@ impl Service {
     async fn last_invoiced_month(&self) -> Outcome<NaiveDate> {
         let Some(start) = self.store.last_invoiced_period().await? else {
             return Err(Failure::InvalidState(
-                "there is no invoice to reprice yet: give `open` to preview the open periods".into(),
+                "no invoice to reprice yet; preview the open periods instead (`open`, `tally reprice --open`)".into(),
             ));
         };
         let start = instant(start)?.date_naive();

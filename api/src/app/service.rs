@@ -197,8 +197,7 @@ impl Service {
         service.reload_books().await?;
         if service.versions().is_empty() {
             return Err(Failure::InvalidState(
-                "the database holds no price book: is it tally's, started once with `tally serve` or `tally migrate`?"
-                    .into(),
+                "the database holds no price book: is it tally's, started once by `tally serve`?".into(),
             ));
         }
         Ok(service)
