@@ -79,7 +79,13 @@ pub(super) fn reprice(args: &RepriceArgs, stdout: &mut dyn Write) -> Result<(), 
             eprintln!();
         }
         store.close().await;
-        preview.map_err(|e| Failure::Input(e.to_string()))
+        preview.map_err(|e| match e {
+            // The input was good: the database failing part-way is exit 1.
+            crate::app::Failure::Store(_) | crate::app::Failure::Internal(_) => {
+                Failure::Partial(format!("the preview stopped: {e}"))
+            }
+            e => Failure::Input(e.to_string()),
+        })
     })?;
     let out = match args.format {
         PreviewFormat::Json => {
