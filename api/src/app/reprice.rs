@@ -88,7 +88,7 @@ impl Service {
     ) -> Outcome<Preview> {
         let counts = self.store.anchor_counts(i64::MAX).await?;
         let total = counts.iter().map(|(_, n)| usize::try_from(*n).unwrap_or(0)).sum();
-        let pages = Pipeline::new(total, progress);
+        let pages = Pipeline::new(total, progress, draft.currency());
         let (span, (pages, used)) = match period {
             PreviewPeriod::Open => self.reprice_open(&draft, pages).await?,
             PreviewPeriod::Month(month) => {
@@ -143,12 +143,11 @@ impl Service {
             let Some(last) = page.last else { break };
             after = last;
             let (service, draft, rows) = (self.clone(), draft.clone(), page.requests);
-            let currency = draft.currency();
             let price = move || {
                 let version = |row: &InvoicedRequest| Some(row.price_book_version.clone());
                 rows.iter().map(|row| (service.reprice_invoice(&draft, row), version(row))).collect()
             };
-            pages.push(page.customers, price, currency).await?;
+            pages.push(page.customers, price).await?;
         }
         pages.finish().await
     }
@@ -171,10 +170,9 @@ impl Service {
             }
             after = last;
             let (service, draft) = (self.clone(), draft.clone());
-            let currency = draft.currency();
             let n = due.len();
             let price = move || due.iter().map(|d| service.reprice_open_period(&draft, d, now)).collect();
-            pages.push(n, price, currency).await?;
+            pages.push(n, price).await?;
         }
         let repriced = pages.finish().await?;
         let at = |m: Option<i64>| m.map_or(Ok(now), instant).map(written_at);
@@ -185,16 +183,9 @@ impl Service {
     fn reprice_invoice(&self, draft: &PriceBook, row: &InvoicedRequest) -> Repriced {
         let currency = Currency::from_code(&row.currency);
         let total = row.total.parse::<Decimal>();
-        let mut out = Repriced {
-            customer_id: row.customer_id.clone(),
-            invoice_id: Some(row.invoice_id.clone()),
-            currency: *currency.as_ref().unwrap_or(&draft.currency()),
-            current_total: *total.as_ref().unwrap_or(&Decimal::ZERO),
-            outcome: Err(unpriced("")),
-        };
-        let current = || -> Result<Result<Moved, Problem>, Problem> {
-            let currency = currency.map_err(|m| unpriced(&m))?;
-            let total = total.map_err(|e| unpriced(&format!("its total: {e}")))?;
+        let outcome = (|| {
+            let currency = *currency.as_ref().map_err(|m| unpriced(m))?;
+            let total = *total.as_ref().map_err(|e| unpriced(&format!("its total: {e}")))?;
             let request = QuoteRequest::from_json(&row.request).map_err(|e| unpriced(&e.to_string()))?;
             let book = self.book_version(&row.price_book_version).ok_or_else(|| {
                 unpriced(&format!("its price-book version `{}` is not published", row.price_book_version))
@@ -206,10 +197,15 @@ impl Service {
                     "its request prices to {t} {c}, the invoice says {total} {currency}"
                 )));
             }
-            Ok(reprice(&bill, draft, &request))
-        };
-        out.outcome = current().and_then(|r| r);
-        out
+            reprice(&bill, draft, &request)
+        })();
+        Repriced {
+            customer_id: row.customer_id.clone(),
+            invoice_id: Some(row.invoice_id.clone()),
+            currency: currency.unwrap_or(draft.currency()),
+            current_total: total.unwrap_or(Decimal::ZERO),
+            outcome,
+        }
     }
 
     /// A customer's open period at its month-end projection, priced with the book in force and the draft; and the
@@ -220,15 +216,8 @@ impl Service {
         due: &Due,
         now: DateTime<Utc>,
     ) -> (Repriced, Option<String>) {
-        let mut out = Repriced {
-            customer_id: due.customer.id.clone(),
-            invoice_id: None,
-            currency: draft.currency(),
-            current_total: Decimal::ZERO,
-            outcome: Err(unpriced("")),
-        };
-        let mut version = None;
-        let mut current = || -> Result<Result<Moved, Problem>, Problem> {
+        let (mut version, mut current) = (None, None);
+        let outcome = (|| {
             let open_from = instant(due.customer.open_from).map_err(|e| unpriced(&e.to_string()))?;
             let period =
                 Service::period_of(&due.customer, open_from).map_err(|e| unpriced(&e.to_string()))?;
@@ -239,13 +228,18 @@ impl Service {
             let projected = billing_core::project_request(&request, period, now, period.end())
                 .map_err(|e| unpriced(&e.to_string()))?;
             let bill = compute(&book, &projected).map_err(|e| unpriced(&e.to_string()))?;
-            out.currency = bill.currency;
-            out.current_total = bill.total;
-            Ok(reprice(&bill, draft, &projected))
+            current = Some((bill.currency, bill.total));
+            reprice(&bill, draft, &projected)
+        })();
+        let (currency, current_total) = current.unwrap_or((draft.currency(), Decimal::ZERO));
+        let repriced = Repriced {
+            customer_id: due.customer.id.clone(),
+            invoice_id: None,
+            currency,
+            current_total,
+            outcome,
         };
-        let outcome = current().and_then(|r| r);
-        out.outcome = outcome;
-        (out, version)
+        (repriced, version)
     }
 }
 
@@ -329,10 +323,12 @@ struct Pipeline {
     customers_done: usize,
     total: usize,
     progress: PreviewProgress,
+    /// The draft's: every page is presented in it.
+    currency: Currency,
 }
 
 impl Pipeline {
-    fn new(total: usize, progress: PreviewProgress) -> Self {
+    fn new(total: usize, progress: PreviewProgress, currency: Currency) -> Self {
         Pipeline {
             pending: VecDeque::new(),
             pages: Vec::new(),
@@ -340,16 +336,17 @@ impl Pipeline {
             customers_done: 0,
             total,
             progress,
+            currency,
         }
     }
 
-    /// Prices a page (`customers` looked at) with `price` on a blocking thread, presented in `currency`.
+    /// Prices a page (`customers` looked at) with `price` on a blocking thread.
     async fn push(
         &mut self,
         customers: usize,
         price: impl FnOnce() -> Vec<(Repriced, Option<String>)> + Send + 'static,
-        currency: Currency,
     ) -> Outcome<()> {
+        let currency = self.currency;
         self.pending.push_back((
             customers,
             tokio::task::spawn_blocking(move || {

@@ -561,12 +561,18 @@ fn progress_bar(
         let step = i64::try_from(batch.invoiced + batch.failed).unwrap_or(0);
         let n = done.fetch_add(step, Ordering::Relaxed) + step;
         if terminal {
-            let width = 40_i64;
-            let filled = if total > 0 { (n.min(total) * width) / total } else { width };
-            let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
-            eprint!("\r[{bar}] {n}/{total}");
+            let count = |v: i64| usize::try_from(v).unwrap_or(0);
+            eprint!("\r{}", bar(count(n), count(total)));
         }
     })
+}
+
+/// One line of progress for a terminal: `[####....] done/total`, redrawn after a `\r`.
+fn bar(done: usize, total: usize) -> String {
+    let width = 40;
+    let filled = (done.min(total) * width).checked_div(total).unwrap_or(width);
+    let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
+    format!("[{bar}] {done}/{total}")
 }
 
 /// Error messages go on one line, whatever the underlying error printed.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use billing_core::PriceBook;
 use rust_decimal::Decimal;
 
-use super::{read_file, runtime, Failure};
+use super::{bar, read_file, runtime, Failure};
 use crate::app::{CustomerPreview, Preview, PreviewPeriod, Service};
 use crate::http::render::field;
 use crate::table::group;
@@ -68,10 +68,7 @@ pub(super) fn reprice(args: &RepriceArgs, stdout: &mut dyn Write) -> Result<(), 
             Arc::new(Service::reader(store.clone(), clock).await.map_err(|e| Failure::Input(e.to_string()))?);
         let progress: crate::app::PreviewProgress = Arc::new(move |done, total| {
             if terminal {
-                let width = 40;
-                let filled = (done.min(total) * width).checked_div(total).unwrap_or(width);
-                let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
-                eprint!("\r[{bar}] {done}/{total} customers");
+                eprint!("\r{} customers", bar(done, total));
             }
         });
         let preview = service.reprice(Arc::new(draft), period, usize::from(args.top), progress).await;
